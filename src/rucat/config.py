@@ -1,0 +1,286 @@
+"""The configuration of every Rucat process, as one tree of pydantic models.
+
+The seed's JSON files load unchanged: `auth_provider.StaticAuthProviderConfig`,
+`database.Surreal{credentials, uri}` and `check_interval_secs`. Variants are
+objects with exactly one key naming the variant (`{"Sqlite": {...}}`), as in
+the seed. Unknown keys are an error naming the key.
+
+Any field can be overridden from the environment by its path, upper-cased,
+with ``__`` between levels: ``RUCAT_PORT=3001``,
+``RUCAT_DATABASE__POSTGRES__URI=postgresql://...``,
+``RUCAT_AUTH_PROVIDER__STATICAUTHPROVIDERCONFIG__PASSWORD=...``. That is how
+secrets stay out of config files. The config is passed explicitly; there is
+no global.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from rucat.domain.errors import ConfigError
+
+#: Where `rucat monitor` looks when no --config-path is given (the seed's path).
+SEED_MONITOR_CONFIG_PATH = Path("/rucat_state_monitor/config.json")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _OneOf(_Strict):
+    """A seed-style variant: exactly one of the fields is set."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        chosen = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"exactly one of {names} must be given, got {chosen or 'none'}")
+        return self
+
+    @property
+    def variant(self) -> str:
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+
+# --- auth -------------------------------------------------------------------
+
+
+class StaticAuthConfig(_Strict):
+    username: str | None = Field(None, description="User name for HTTP Basic auth.")
+    password: SecretStr | None = Field(None, description="Password for HTTP Basic auth.")
+    bearer_token: SecretStr | None = Field(
+        None, description="Token accepted as 'Authorization: Bearer <token>' (REST and gRPC)."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be given together")
+        if self.username is None and self.bearer_token is None:
+            raise ValueError("give username and password, or bearer_token, or both")
+        return self
+
+
+class AuthProviderConfig(_OneOf):
+    StaticAuthProviderConfig: StaticAuthConfig | None = Field(
+        None, description="Fixed credentials from this config (or the environment)."
+    )
+
+
+# --- database ---------------------------------------------------------------
+
+
+class SurrealCredentials(_Strict):
+    username: str = Field("root", description="SurrealDB user.")
+    password: SecretStr = Field(SecretStr("root"), description="SurrealDB password.")
+
+
+class SurrealConfig(_Strict):
+    credentials: SurrealCredentials | None = Field(
+        None, description="Sign-in for a remote server; not needed for mem:// or surrealkv://."
+    )
+    uri: str = Field(
+        "mem://",
+        description="host:port (WebSocket), ws://, wss://, http://, https://, mem:// "
+        "or surrealkv://PATH.",
+    )
+    namespace: str = Field("rucat", description="SurrealDB namespace.")
+    database: str = Field("rucat", description="SurrealDB database.")
+
+
+class SqliteConfig(_Strict):
+    path: str = Field(
+        ".rucat/rucat.db",
+        description="Database file; created with its parent folder if missing. WAL mode, so a "
+        "server and monitors in other processes can share it.",
+    )
+
+
+class PostgresConfig(_Strict):
+    uri: SecretStr = Field(
+        SecretStr("postgresql://localhost/rucat"),
+        description="postgresql://user:password@host:port/db",
+    )
+
+
+class DatabaseConfig(_OneOf):
+    Surreal: SurrealConfig | None = Field(None, description="SurrealDB (the seed's database).")
+    Sqlite: SqliteConfig | None = Field(None, description="SQLite file (the default).")
+    Postgres: PostgresConfig | None = Field(
+        None, description="PostgreSQL: several servers and monitors."
+    )
+
+
+# --- platforms --------------------------------------------------------------
+
+
+class LocalPlatformConfig(_Strict):
+    spark_homes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark versions: version -> SPARK_HOME. The Spark shipped with the "
+        "installed pyspark is always available.",
+    )
+    host: str = Field("127.0.0.1", description="Address engines bind and advertise.")
+    stop_grace_secs: float = Field(
+        10.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping an engine."
+    )
+    java_home: str | None = Field(None, description="JAVA_HOME for engines; default: the PATH's.")
+
+
+class StandalonePlatformConfig(_Strict):
+    master_url: str = Field("spark://127.0.0.1:7077", description="The standalone master.")
+    spark_homes: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark versions: version -> SPARK_HOME."
+    )
+    host: str = Field("127.0.0.1", description="Address drivers bind and advertise.")
+    stop_grace_secs: float = Field(10.0, gt=0, description="Seconds from SIGTERM to SIGKILL.")
+    java_home: str | None = Field(None, description="JAVA_HOME for drivers.")
+
+
+class KubernetesPlatformConfig(_Strict):
+    namespace: str = Field("default", description="Namespace of engine pods and services.")
+    kubeconfig: str | None = Field(
+        None, description="Path to a kubeconfig; absent means in-cluster configuration."
+    )
+    images: dict[str, str] = Field(
+        default_factory=dict,
+        description="Spark version -> image. Versions not listed use apache/spark:<version>.",
+    )
+    versions: list[str] = Field(
+        default_factory=lambda: ["3.5.3", "3.5.4", "4.0.1"],
+        description="Spark versions this platform offers (besides those in images).",
+    )
+    service_account: str = Field(
+        "rucat-spark", description="Service account of driver pods (manages executors)."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Pull policy of driver and executor images."
+    )
+    spark_home: str = Field("/opt/spark", description="SPARK_HOME inside the images.")
+
+
+class PlatformConfig(_OneOf):
+    Local: LocalPlatformConfig | None = Field(None, description="Engines as local processes.")
+    Standalone: StandalonePlatformConfig | None = Field(
+        None, description="Drivers attached to a Spark standalone master."
+    )
+    Kubernetes: KubernetesPlatformConfig | None = Field(
+        None, description="Driver pod + headless service per engine."
+    )
+
+
+# --- the whole tree ---------------------------------------------------------
+
+
+class RucatConfig(BaseSettings):
+    """Everything a Rucat process reads. Every field has a default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUCAT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    auth_provider: AuthProviderConfig | None = Field(
+        None, description="Credentials required on every route but /health; absent: open."
+    )
+    database: DatabaseConfig = Field(
+        default_factory=lambda: DatabaseConfig(Sqlite=SqliteConfig()),
+        description="Where engines are stored.",
+    )
+    platform: PlatformConfig = Field(
+        default_factory=lambda: PlatformConfig(Local=LocalPlatformConfig()),
+        description="Where engines run.",
+    )
+    host: str = Field("127.0.0.1", description="Address of the REST API.")
+    port: int = Field(3000, ge=0, le=65535, description="Port of the REST API (0: any free).")
+    connect_port: int | None = Field(
+        15002,
+        ge=0,
+        le=65535,
+        description="Port of the Spark Connect proxy (0: any free; null: no proxy).",
+    )
+    connect_tls_cert: str | None = Field(
+        None, description="PEM certificate for the proxy; with connect_tls_key, serves TLS."
+    )
+    connect_tls_key: str | None = Field(None, description="PEM private key for the proxy.")
+    data_dir: str = Field(".rucat", description="Folder for engine working dirs and logs.")
+    check_interval_secs: float = Field(
+        5.0, gt=0, description="Seconds between a monitor's checks of due engines."
+    )
+    start_timeout_secs: float = Field(
+        300.0, gt=0, description="An engine not Running this long after start is an error."
+    )
+    lease_secs: float = Field(
+        60.0, gt=0, description="How long a monitor holds a trigger state before others retry."
+    )
+    max_concurrency: int = Field(32, ge=1, description="Platform actions one monitor runs at once.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, so secrets can live outside it.
+        return (env_settings, init_settings)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}'")
+        else:
+            parts.append(f"'{where}': {item['msg']}")
+    return "; ".join(parts)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> RucatConfig:
+    """Load a config file (JSON), apply the environment, then `overrides` (CLI flags).
+
+    Raises ConfigError with one message naming every bad key.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from e
+        try:
+            loaded = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid JSON: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a JSON object")
+        data = loaded
+    try:
+        config = RucatConfig(**data)
+    except ValidationError as e:
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(f"invalid config{where}: {_describe(e)}") from e
+    # Command-line flags win over the environment, which wins over the file.
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(chosen) - set(RucatConfig.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+    return config.model_copy(update=chosen) if chosen else config

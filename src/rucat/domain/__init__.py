@@ -1,0 +1,1 @@
+"""The engine model and its state machine: pure data and functions, no I/O."""

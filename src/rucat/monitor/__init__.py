@@ -1,0 +1,1 @@
+"""The state monitor: reconciles the store with the platforms."""

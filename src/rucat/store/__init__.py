@@ -1,0 +1,95 @@
+"""The EngineStore Protocol: the only channel between servers and monitors.
+
+Every write is a compare-and-set on the row's `revision`: a late writer never
+overwrites a newer state, and two monitors never act on one engine. One
+contract suite (tests/contract/test_store_contract.py) runs against every
+implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Protocol
+
+from rucat.config import DatabaseConfig
+from rucat.domain.engine import Engine, EngineEvent, EngineId
+from rucat.domain.errors import ConfigError, StoreConflict
+from rucat.domain.state import EngineState
+
+__all__ = ["EngineStore", "StoreConflict", "open_store"]
+
+
+class EngineStore(Protocol):
+    async def add(self, *, engine: Engine, actor: str) -> Engine:
+        """Insert a new engine (revision 0) and its creation event."""
+        ...
+
+    async def get(self, *, engine_id: EngineId) -> Engine:
+        """The engine; raises EngineNotFound."""
+        ...
+
+    async def list(
+        self,
+        *,
+        states: Collection[EngineState] | None = None,
+        limit: int | None = None,
+        after: EngineId | None = None,
+    ) -> list[Engine]:
+        """Engines oldest first (create_time, then id), optionally filtered.
+
+        `after` is a cursor: the id of the last engine of the previous page.
+        An unknown cursor raises InvalidRequest.
+        """
+        ...
+
+    async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
+        """Write `new` if the row still has `current.revision`.
+
+        Returns the stored row (revision + 1). Writes an event when the state
+        changes. Raises StoreConflict carrying the row as it is now (None if
+        removed) when the revision moved on.
+        """
+        ...
+
+    async def remove(self, *, current: Engine) -> None:
+        """Delete the engine and its events if the row still has `current.revision`."""
+        ...
+
+    async def due(self, *, platform: str, now: datetime, limit: int) -> list[Engine]:
+        """Engines of `platform` not in a stable state whose next_update_time <= now,
+        most overdue first."""
+        ...
+
+    async def events(self, *, engine_id: EngineId) -> list[EngineEvent]:
+        """The engine's transitions, oldest first; raises EngineNotFound."""
+        ...
+
+    async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
+        """Set last_activity_time (not a state change: no revision bump, no event)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def open_store(config: DatabaseConfig) -> EngineStore:
+    """Open (and migrate) the configured store; raises ConfigError/StoreUnavailable."""
+    if config.Sqlite is not None:
+        from rucat.store.sql import SqlEngineStore
+
+        return await SqlEngineStore.open_sqlite(config.Sqlite)
+    if config.Postgres is not None:
+        from rucat.store.sql import SqlEngineStore
+
+        return await SqlEngineStore.open_postgres(config.Postgres)
+    if config.Surreal is not None:
+        try:
+            from rucat.store.surreal import SurrealEngineStore
+        except ImportError as e:
+            raise ConfigError("the SurrealDB store is not available in this build") from e
+        return await SurrealEngineStore.open(config.Surreal)
+    raise ConfigError("database: no variant given")
