@@ -8,6 +8,7 @@ implementation.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
@@ -56,12 +57,12 @@ class EngineStore(Protocol):
         """Delete the engine and its events if the row still has `current.revision`."""
         ...
 
-    async def due(self, *, platform: str, now: datetime, limit: int) -> list[Engine]:
+    async def due(self, *, platform: str, now: datetime, limit: int) -> builtins.list[Engine]:
         """Engines of `platform` not in a stable state whose next_update_time <= now,
         most overdue first."""
         ...
 
-    async def events(self, *, engine_id: EngineId) -> list[EngineEvent]:
+    async def events(self, *, engine_id: EngineId) -> builtins.list[EngineEvent]:
         """The engine's transitions, oldest first; raises EngineNotFound."""
         ...
 

@@ -1,0 +1,287 @@
+"""The state monitor's loop: claim due engines, act on the platform, record.
+
+Any number of monitors may run against one store. They never coordinate
+directly: every write is a compare-and-set on the engine's revision, and a
+monitor that loses one simply drops the engine (the winner owns it). Trigger
+states carry a lease (`next_update_time`); when a monitor dies holding one,
+the lease runs out, the engine becomes due, and another monitor falls back to
+the waiting state and retries. Platform actions are idempotent, so the retry
+adopts what the dead monitor created.
+
+Wake-ups (`wake()`, platform change events) only shorten the wait; the loop
+polls the store every `check_interval` regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from rucat.domain.engine import Engine, EngineId
+from rucat.domain.errors import RucatError, StoreConflict
+from rucat.domain.observation import Observation, Unknown
+from rucat.domain.reconcile import (
+    Claim,
+    Observe,
+    Ok,
+    Outcome,
+    PermanentFailure,
+    PlatformAction,
+    RetryableFailure,
+    Timing,
+    Write,
+    after_action,
+    after_observation,
+    plan,
+)
+from rucat.domain.state import STABLE_STATES, TRIGGER_STATES, EngineState
+from rucat.platforms import Platform
+from rucat.store import EngineStore
+
+log = logging.getLogger("rucat.monitor")
+
+#: Lines of an engine's log kept in the store before its resources go away.
+SAVED_LOG_LINES = 200
+_SAVED_LOG_BYTES = 64 * 1024
+#: Steps one engine may take in one go before yielding to the others.
+_MAX_STEPS = 8
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Monitor:
+    """Reconciles the engines of one platform with the store."""
+
+    def __init__(
+        self,
+        *,
+        store: EngineStore,
+        platform: Platform,
+        timing: Timing,
+        max_concurrency: int = 32,
+        clock: Callable[[], datetime] = utc_now,
+        owner: str | None = None,
+    ) -> None:
+        self._store = store
+        self._platform = platform
+        self._timing = timing
+        self._clock = clock
+        self.owner = owner or new_owner_id()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._batch = max_concurrency * 4
+        self._wakeup = asyncio.Event()
+        self._urgent: set[EngineId] = set()
+        self._in_flight: dict[EngineId, asyncio.Task[None]] = {}
+
+    # --- signals ------------------------------------------------------------
+
+    def wake(self, engine_id: EngineId | None = None) -> None:
+        """Look at the store now (and at `engine_id` even if it is not due)."""
+        if engine_id is not None:
+            self._urgent.add(engine_id)
+        self._wakeup.set()
+
+    # --- the loop -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile until cancelled. Raises ConfigError if the platform cannot work."""
+        await self._platform.check()
+        log.info("monitor %s started on platform %s", self.owner, self._platform.name)
+        watcher = asyncio.create_task(self._watch_platform(), name="rucat-platform-changes")
+        try:
+            await self._resync_all()
+            while True:
+                await self.run_once()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._timing.check_interval)
+                self._wakeup.clear()
+        finally:
+            watcher.cancel()
+            tasks = [watcher, *self._in_flight.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run_once(self) -> None:
+        """One pass: the urgent engines, then those due. Returns once scheduled."""
+        urgent, self._urgent = self._urgent, set()
+        try:
+            for engine_id in urgent:
+                with contextlib.suppress(RucatError):
+                    self._schedule(await self._store.get(engine_id=engine_id))
+            for engine in await self._store.due(
+                platform=self._platform.name, now=self._clock(), limit=self._batch
+            ):
+                self._schedule(engine)
+        except RucatError as e:
+            log.warning("monitor pass failed, retrying in %gs: %s", self._timing.check_interval, e)
+
+    async def drain(self) -> None:
+        """Wait for every engine being handled (for tests and shutdown)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    async def _resync_all(self) -> None:
+        """At start, look at every engine of this platform that is not at rest,
+        so a restarted monitor adopts what is running without waiting."""
+        try:
+            engines = await self._store.list(
+                states=[s for s in EngineState if s not in STABLE_STATES]
+            )
+        except RucatError as e:
+            log.warning("initial resync failed: %s", e)
+            return
+        for engine in engines:
+            if engine.platform == self._platform.name:
+                self._schedule(engine)
+
+    async def _watch_platform(self) -> None:
+        while True:
+            try:
+                async for engine_id in self._platform.changes():
+                    self.wake(engine_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("platform change stream failed; restarting it")
+            await asyncio.sleep(self._timing.check_interval)
+
+    def _schedule(self, engine: Engine) -> None:
+        if engine.id in self._in_flight or engine.platform != self._platform.name:
+            return
+        if engine.state in STABLE_STATES:
+            return
+        if engine.state in TRIGGER_STATES and engine.next_update_time > self._clock():
+            return  # another monitor (or this one) holds the lease
+        task = asyncio.create_task(self._handle(engine), name=f"rucat-engine-{engine.id}")
+        self._in_flight[engine.id] = task
+        task.add_done_callback(lambda _t: self._in_flight.pop(engine.id, None))
+
+    # --- one engine ---------------------------------------------------------
+
+    async def _handle(self, engine: Engine) -> None:
+        try:
+            async with self._slots:
+                for _ in range(_MAX_STEPS):
+                    step = plan(engine, self._timing)
+                    if step is None:
+                        return
+                    engine, write = await self._step(engine, step)
+                    engine = await self._apply(engine, write)
+                    if write.delay > 0:
+                        return
+        except StoreConflict:
+            return  # someone else moved the engine on; it is theirs now
+        except RucatError as e:
+            log.warning("engine %s: %s", engine.id, e)
+        except Exception:
+            log.exception("engine %s: unexpected error", engine.id)
+
+    async def _step(self, engine: Engine, step: Claim | Observe | Write) -> tuple[Engine, Write]:
+        """Run one step; returns the stored row to write against, and the write."""
+        match step:
+            case Write():
+                return engine, step
+            case Claim(to, action):
+                now = self._clock()
+                engine = await self._store.transition(
+                    current=engine,
+                    new=replace(
+                        engine,
+                        state=to,
+                        update_time=now,
+                        lease_owner=self.owner,
+                        next_update_time=now + timedelta(seconds=self._timing.lease),
+                    ),
+                    actor=self.owner,
+                )
+                if action is PlatformAction.STOP:
+                    engine = await self._save_logs(engine)
+                outcome = await self._act(engine, action)
+                write = after_action(engine, outcome, self._timing)
+            case Observe():
+                observation = await self._inspect(engine)
+                write = after_observation(
+                    engine, observation, now=self._clock(), timing=self._timing
+                )
+        if write.stop_again:
+            await self._act(engine, PlatformAction.STOP)
+        return engine, write
+
+    async def _apply(self, engine: Engine, write: Write) -> Engine:
+        now = self._clock()
+        changed = write.to is not engine.state
+        new = replace(
+            engine,
+            state=write.to,
+            message=write.message,
+            endpoint=write.endpoint,
+            update_time=now if changed else engine.update_time,
+            lease_owner=None,
+            next_update_time=now + timedelta(seconds=write.delay),
+        )
+        if new == engine:
+            return engine
+        stored = await self._store.transition(current=engine, new=new, actor=self.owner)
+        if changed:
+            log.info(
+                "engine %s: %s -> %s%s",
+                engine.id,
+                engine.state.value,
+                write.to.value,
+                f" ({write.message})" if write.message else "",
+            )
+        return stored
+
+    async def _act(self, engine: Engine, action: PlatformAction) -> Outcome:
+        try:
+            if action is PlatformAction.START:
+                await self._platform.start(engine=engine)
+            else:
+                await self._platform.stop(engine=engine)
+        except RucatError as e:
+            if e.retryable:
+                return RetryableFailure(e.message)
+            return PermanentFailure(e.message)
+        except Exception as e:
+            log.exception("engine %s: platform %s failed", engine.id, action.value)
+            return RetryableFailure(f"{type(e).__name__}: {e}")
+        return Ok()
+
+    async def _inspect(self, engine: Engine) -> Observation:
+        try:
+            return await self._platform.inspect(engine=engine)
+        except RucatError as e:
+            return Unknown(e.message)
+        except Exception as e:
+            log.exception("engine %s: inspect failed", engine.id)
+            return Unknown(f"{type(e).__name__}: {e}")
+
+    async def _save_logs(self, engine: Engine) -> Engine:
+        """Keep the log's tail in the store (platforms may lose it with the
+        resources); returns the stored row."""
+        try:
+            text = await self._platform.logs(engine=engine, tail=SAVED_LOG_LINES)
+        except Exception as e:
+            log.warning("engine %s: could not read logs before stopping: %s", engine.id, e)
+            return engine
+        if not text or text == engine.saved_logs:
+            return engine
+        return await self._store.transition(
+            current=engine,
+            new=replace(engine, saved_logs=text[-_SAVED_LOG_BYTES:]),
+            actor=self.owner,
+        )
