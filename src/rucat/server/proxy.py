@@ -1,0 +1,473 @@
+"""The Spark Connect proxy: one authenticated gRPC port for every engine.
+
+Clients connect to ``sc://<server>:<connect_port>/;x-rucat-engine-id=<id>``
+and the proxy forwards each RPC, as raw bytes, to that engine's own Spark
+Connect endpoint. It knows nothing of Spark Connect's protobufs: every method
+is handled as a bidirectional stream (unary, server-streaming and
+client-streaming calls are special cases of one on the wire), and initial
+metadata, trailing metadata (including ``grpc-status-details-bin``, which
+carries an AnalysisException's error class), status code and details pass
+through unchanged.
+
+Invariants:
+
+- Refusals fail fast with a status pyspark does not retry: UNAUTHENTICATED
+  (missing/wrong credentials, checked first so ids cannot be probed),
+  INVALID_ARGUMENT (no engine id), NOT_FOUND (unknown engine),
+  FAILED_PRECONDITION (engine not Running, naming its state). Never
+  UNAVAILABLE, which pyspark retries for minutes; only a store outage answers
+  UNAVAILABLE, because retrying that is right.
+- The client's ``authorization`` header never reaches the engine; the proxy
+  sends the engine's own ``connect_token`` instead, so only the proxy can
+  talk to a Spark 4 engine. Tokens are never logged.
+- One cached upstream channel per engine, replaced when the engine's
+  endpoint or token changes and dropped when the engine stops or is idle.
+- Activity is recorded in the store at most once per `activity_interval_secs`
+  per engine, in the background: a slow store never delays an RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from base64 import b64encode
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from rucat.config import RucatConfig
+from rucat.domain.engine import Engine, EngineId, is_engine_id
+from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
+from rucat.domain.state import ERROR_STATES, EngineState
+from rucat.store import EngineStore
+
+__all__ = ["ENGINE_ID_KEY", "Proxy", "start_proxy"]
+
+log = logging.getLogger(__name__)
+
+#: The metadata key naming the engine; pyspark sends it from `;x-rucat-engine-id=<id>`.
+ENGINE_ID_KEY = "x-rucat-engine-id"
+
+#: No message size limit in either direction, on the client and the engine side.
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]
+_SERVER_OPTIONS: list[tuple[str, Any]] = [
+    *_CHANNEL_OPTIONS,
+    # Without this a second server could silently bind the same port.
+    ("grpc.so_reuseport", 0),
+]
+_UPSTREAM_OPTIONS: list[tuple[str, Any]] = [
+    *_CHANNEL_OPTIONS,
+    ("grpc.primary_user_agent", "rucat-proxy"),
+    # The proxy forwards; the client decides whether to retry.
+    ("grpc.enable_retries", 0),
+]
+
+#: Client metadata not forwarded upstream: credentials (replaced by the
+#: engine's), routing, and headers gRPC sets itself on each hop.
+_DROPPED_KEYS = frozenset({"authorization", ENGINE_ID_KEY, "user-agent", "te", "content-type"})
+
+
+def _forwardable(metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, Any]]:
+    if not metadata:
+        return []
+    return [
+        (key, value)
+        for key, value in metadata
+        if key not in _DROPPED_KEYS and not key.startswith((":", "grpc-"))
+    ]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _target(endpoint: str) -> str:
+    """`sc://host:port[/...]` -> `host:port` (what a gRPC channel dials)."""
+    rest = endpoint.removeprefix("sc://")
+    return rest.split("/", 1)[0]
+
+
+class _Refused(Exception):
+    """An RPC the proxy answers itself, with a status pyspark does not retry."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _Credentials:
+    """What clients must present on the gRPC path: the REST API's static credentials.
+
+    pyspark can send only a bearer token (`token=` in the connection string).
+    HTTP Basic is accepted too for other clients. Comparisons are constant-time.
+    """
+
+    def __init__(self, config: RucatConfig) -> None:
+        self._accepted: list[bytes] = []
+        static = config.auth_provider.StaticAuthProviderConfig if config.auth_provider else None
+        if static is None:
+            return
+        if static.bearer_token is not None:
+            self._accepted.append(f"Bearer {static.bearer_token.get_secret_value()}".encode())
+        if static.username is not None and static.password is not None:
+            pair = f"{static.username}:{static.password.get_secret_value()}".encode()
+            self._accepted.append(b"Basic " + b64encode(pair))
+        if static.bearer_token is None:
+            log.warning(
+                "auth has no bearer_token: pyspark clients cannot authenticate to the "
+                "Spark Connect proxy (they can send only a bearer token)"
+            )
+
+    @property
+    def required(self) -> bool:
+        return bool(self._accepted)
+
+    def check(self, presented: str | None) -> None:
+        if not self._accepted:
+            return
+        if presented is None:
+            raise _Refused(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing credentials: add ;token=<token> to the sc:// connection string",
+            )
+        given = presented.encode()
+        # Compare against every accepted value so timing says nothing about which matched.
+        ok = False
+        for accepted in self._accepted:
+            ok |= hmac.compare_digest(given, accepted)
+        if not ok:
+            raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "wrong credentials")
+
+
+@dataclass
+class _Route:
+    """An engine's upstream channel and what it was built from."""
+
+    target: str
+    token: str | None
+    channel: grpc.aio.Channel
+    checked_at: float
+    last_used: float
+    in_flight: int = 0
+    upstream_metadata: tuple[tuple[str, str], ...] = field(default=())
+
+
+class Proxy:
+    """A running proxy. Build it with `start_proxy`; `close()` stops it."""
+
+    def __init__(
+        self,
+        *,
+        store: EngineStore,
+        credentials: _Credentials,
+        clock: Callable[[], datetime],
+        route_ttl_secs: float,
+        activity_interval_secs: float,
+        idle_channel_secs: float,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._clock = clock
+        self._route_ttl = route_ttl_secs
+        self._activity_interval = activity_interval_secs
+        self._idle_channel_secs = idle_channel_secs
+        self._routes: dict[EngineId, _Route] = {}
+        self._activity_sent: dict[EngineId, float] = {}
+        self._activity_pending: set[EngineId] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.port = 0
+        self.tls = False
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def _start(self, *, host: str, port: int, tls: tuple[bytes, bytes] | None) -> None:
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((_Handler(self),))
+        address = f"{host}:{port}"
+        try:
+            if tls is not None:
+                creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+                bound = server.add_secure_port(address, creds)
+            else:
+                bound = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise ConfigError(f"connect_port: cannot listen on {address}: {e}") from e
+        if bound == 0:
+            raise ConfigError(f"connect_port: cannot listen on {address}")
+        await server.start()
+        self._server = server
+        self.port = bound
+        self.tls = tls is not None
+        self._sweeper = asyncio.create_task(self._sweep_idle_channels())
+        log.info(
+            "Spark Connect proxy listening on %s:%d (%s, auth %s)",
+            host,
+            bound,
+            "TLS" if self.tls else "plaintext",
+            "required" if self._credentials.required else "off",
+        )
+
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Stop accepting RPCs, let running ones finish for `grace` s, close channels."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        routes, self._routes = list(self._routes.values()), {}
+        for route in routes:
+            await route.channel.close()
+        if self._background:
+            # Last activity records; a slow store must not hold up shutdown for long.
+            await asyncio.wait(set(self._background), timeout=grace)
+
+    # --- routing ------------------------------------------------------------
+
+    async def _route(self, engine_id: EngineId) -> _Route:
+        now = time.monotonic()
+        route = self._routes.get(engine_id)
+        if route is not None and now - route.checked_at < self._route_ttl:
+            return route
+        try:
+            engine = await self._store.get(engine_id=engine_id)
+        except EngineNotFound:
+            self._evict(engine_id)
+            raise _Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id} not found") from None
+        except StoreUnavailable as e:
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {e.message}") from e
+        target, token = self._check_running(engine)
+        # No await from here on: the check and the cache update are atomic.
+        route = self._routes.get(engine_id)
+        if route is not None and (route.target != target or route.token != token):
+            self._evict(engine_id)
+            route = None
+        if route is None:
+            channel = grpc.aio.insecure_channel(target, options=_UPSTREAM_OPTIONS)
+            auth = (("authorization", f"Bearer {token}"),) if token else ()
+            route = _Route(
+                target=target,
+                token=token,
+                channel=channel,
+                checked_at=now,
+                last_used=now,
+                upstream_metadata=auth,
+            )
+            self._routes[engine_id] = route
+        route.checked_at = now
+        return route
+
+    def _check_running(self, engine: Engine) -> tuple[str, str | None]:
+        if engine.state is not EngineState.Running:
+            self._evict(engine.id)
+            why = f": {engine.message}" if engine.state in ERROR_STATES and engine.message else ""
+            raise _Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"engine {engine.id} is {engine.state.value}, not Running{why}",
+            )
+        if not engine.endpoint:
+            raise _Refused(
+                grpc.StatusCode.FAILED_PRECONDITION, f"engine {engine.id} has no endpoint yet"
+            )
+        return _target(engine.endpoint), engine.connect_token
+
+    def _evict(self, engine_id: EngineId) -> None:
+        route = self._routes.pop(engine_id, None)
+        if route is not None:
+            # Calls still on it finish or fail on their own; the engine moved or stopped.
+            self._spawn(route.channel.close(grace=30.0))
+
+    async def _sweep_idle_channels(self) -> None:
+        interval = max(1.0, min(60.0, self._idle_channel_secs / 2))
+        while True:
+            await asyncio.sleep(interval)
+            cutoff = time.monotonic() - self._idle_channel_secs
+            for engine_id, route in list(self._routes.items()):
+                if route.in_flight == 0 and route.last_used < cutoff:
+                    self._evict(engine_id)
+
+    # --- activity -----------------------------------------------------------
+
+    def _note_activity(self, engine_id: EngineId) -> None:
+        now = time.monotonic()
+        last = self._activity_sent.get(engine_id)
+        if last is not None and now - last < self._activity_interval:
+            return
+        if engine_id in self._activity_pending:
+            return
+        self._activity_sent[engine_id] = now
+        self._activity_pending.add(engine_id)
+        self._spawn(self._record_activity(engine_id, self._clock()))
+
+    async def _record_activity(self, engine_id: EngineId, at: datetime) -> None:
+        try:
+            await self._store.record_activity(engine_id=engine_id, at=at)
+        except EngineNotFound:
+            self._activity_sent.pop(engine_id, None)
+        except Exception as e:
+            log.warning("could not record activity of engine %s: %s", engine_id, e)
+        finally:
+            self._activity_pending.discard(engine_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- one RPC --------------------------------------------------------------
+
+    async def forward(
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """Forward one RPC to its engine, yielding the engine's responses."""
+        metadata = context.invocation_metadata() or ()
+        engine_id: str | None = None
+        presented: str | None = None
+        for key, value in metadata:
+            if key == ENGINE_ID_KEY and isinstance(value, str):
+                engine_id = value
+            elif key == "authorization" and isinstance(value, str):
+                presented = value
+        try:
+            self._credentials.check(presented)
+            if not engine_id:
+                raise _Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"no engine id: add ;{ENGINE_ID_KEY}=<engine id> to the sc:// connection "
+                    "string",
+                )
+            if not is_engine_id(engine_id):
+                raise _Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id!r} not found")
+            route = await self._route(engine_id)
+        except _Refused as refusal:
+            await context.abort(refusal.code, refusal.details)
+            raise AssertionError("unreachable: abort raises") from None
+
+        self._note_activity(engine_id)
+        route.in_flight += 1
+        route.last_used = time.monotonic()
+        remaining = context.time_remaining()
+        call = route.channel.stream_stream(method)(
+            requests,
+            metadata=(*_forwardable(metadata), *route.upstream_metadata),
+            timeout=remaining,
+        )
+        try:
+            initial = await call.initial_metadata()
+            forwarded_initial = _forwardable(initial)
+            if forwarded_initial:
+                await context.send_initial_metadata(forwarded_initial)
+            async for response in call:
+                yield response
+            self._finish(context, call_trailing=await call.trailing_metadata())
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                # The engine may have moved or died: look it up again next time.
+                route.checked_at = float("-inf")
+            self._finish(
+                context, call_trailing=e.trailing_metadata(), code=e.code(), details=e.details()
+            )
+        finally:
+            # Reached on success, on upstream failure, and when the client cancels.
+            route.in_flight -= 1
+            route.last_used = time.monotonic()
+            call.cancel()
+            self._note_activity(engine_id)
+
+    @staticmethod
+    def _finish(
+        context: grpc.aio.ServicerContext,
+        *,
+        call_trailing: Sequence[tuple[str, str | bytes]] | None,
+        code: grpc.StatusCode | None = None,
+        details: str | None = None,
+    ) -> None:
+        trailing = _forwardable(call_trailing)
+        if trailing:
+            context.set_trailing_metadata(trailing)
+        if code is not None and code != grpc.StatusCode.OK:
+            context.set_code(code)
+            context.set_details(details or "")
+
+
+class _Handler:
+    """Every method, whatever its name, is a raw-bytes bidi stream to the engine.
+
+    A grpc.GenericRpcHandler by shape (gRPC checks for `service`).
+    """
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._proxy = proxy
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        proxy = self._proxy
+
+        def behavior(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            return proxy.forward(method, requests, context)
+
+        # No (de)serializers: messages stay bytes end to end.
+        return grpc.stream_stream_rpc_method_handler(behavior)
+
+
+def _read_tls(config: RucatConfig) -> tuple[bytes, bytes] | None:
+    cert, key = config.connect_tls_cert, config.connect_tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("connect_tls_cert and connect_tls_key must be given together")
+    try:
+        return Path(cert).read_bytes(), Path(key).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read the proxy's TLS certificate or key: {e}") from e
+
+
+async def start_proxy(
+    config: RucatConfig,
+    *,
+    store: EngineStore,
+    clock: Callable[[], datetime] = _utc_now,
+    route_ttl_secs: float = 1.0,
+    activity_interval_secs: float = 5.0,
+    idle_channel_secs: float = 300.0,
+) -> Proxy:
+    """Listen on config.host:config.connect_port (0: any free port) and forward.
+
+    `route_ttl_secs` is how long an engine's Running state and endpoint are
+    trusted before the store is asked again (0: every RPC asks).
+    Raises ConfigError when connect_port is None, the TLS files cannot be
+    read, or the port cannot be bound.
+    """
+    if config.connect_port is None:
+        raise ConfigError("connect_port is null: the Spark Connect proxy is disabled")
+    tls = _read_tls(config)
+    proxy = Proxy(
+        store=store,
+        credentials=_Credentials(config),
+        clock=clock,
+        route_ttl_secs=route_ttl_secs,
+        activity_interval_secs=activity_interval_secs,
+        idle_channel_secs=idle_channel_secs,
+    )
+    await proxy._start(host=config.host, port=config.connect_port, tls=tls)
+    return proxy
