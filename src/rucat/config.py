@@ -223,6 +223,12 @@ class RucatConfig(BaseSettings):
     start_timeout_secs: float = Field(
         300.0, gt=0, description="An engine not Running this long after start is an error."
     )
+    resync_interval_secs: float = Field(
+        60.0,
+        gt=0,
+        description="A Running engine is re-inspected this often even without platform "
+        "events (process exits and pod watches are noticed at once).",
+    )
     lease_secs: float = Field(
         60.0, gt=0, description="How long a monitor holds a trigger state before others retry."
     )
