@@ -1,1 +1,55 @@
-"""The Python SDK for Rucat's REST API."""
+"""The Python SDK for Rucat's REST API and Spark Connect proxy.
+
+    from rucat.client import RucatClient
+
+    with RucatClient("http://127.0.0.1:3000", token="...") as rucat:
+        engine_id = rucat.create("etl", "4.0.1")
+        rucat.wait_until(engine_id, "Running", timeout=300)
+        spark = rucat.spark_session(engine_id)
+
+`AsyncRucatClient` has the same methods for asyncio. Every failure is a
+`RucatClientError` subclass carrying the server's `detail`. This package
+talks HTTP only: it never imports the server, store or platforms.
+"""
+
+from rucat.client._async import AsyncRucatClient
+from rucat.client._core import DEFAULT_CONNECT_PORT, DEFAULT_URL
+from rucat.client._sync import RucatClient
+from rucat.client.errors import (
+    BadRequest,
+    Conflict,
+    EngineFailed,
+    NotFound,
+    RucatClientError,
+    ServerError,
+    ServerUnreachable,
+    ServiceUnavailable,
+    Unauthorized,
+    UnexpectedResponse,
+    WaitAborted,
+    WaitTimeout,
+)
+from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.domain.state import EngineState
+
+__all__ = [
+    "DEFAULT_CONNECT_PORT",
+    "DEFAULT_URL",
+    "AsyncRucatClient",
+    "BadRequest",
+    "Conflict",
+    "EngineEventInfo",
+    "EngineFailed",
+    "EngineInfo",
+    "EngineState",
+    "NotFound",
+    "RucatClient",
+    "RucatClientError",
+    "ServerError",
+    "ServerUnreachable",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "WaitAborted",
+    "WaitTimeout",
+]

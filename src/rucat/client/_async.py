@@ -1,0 +1,228 @@
+"""`AsyncRucatClient`: the SDK for asyncio programs.
+
+Every method is one REST call (plus polling in `wait_until`); requests,
+responses and errors are read by `rucat.client._core`, shared with the sync
+client, so both behave identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from rucat.client import _core
+from rucat.client._core import Call
+from rucat.client.errors import NotFound, ServiceUnavailable
+from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.domain.engine import EngineId
+from rucat.domain.state import EngineState
+
+__all__ = ["AsyncRucatClient"]
+
+#: How many `get`s `list_info` runs at once.
+_LIST_INFO_CONCURRENCY = 8
+
+
+class AsyncRucatClient:
+    """Talks to one Rucat server over HTTP.
+
+    Credentials: a bearer `token`, or `username` and `password` (HTTP Basic),
+    or none for an open server. The token is also the default credential of
+    `connect_url` / `spark_session`, since the Spark Connect proxy checks the
+    same bearer token. Use as ``async with AsyncRucatClient(url) as rucat:``
+    or call `aclose()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str = _core.DEFAULT_URL,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout: float = _core.DEFAULT_TIMEOUT,
+        connect_host: str | None = None,
+        connect_port: int = _core.DEFAULT_CONNECT_PORT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.connect_host = connect_host
+        self.connect_port = connect_port
+        self._token = token
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=_core.auth_headers(username=username, password=password, token=token),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: Call) -> httpx.Response:
+        try:
+            return await self._http.request(
+                call.method, call.path, params=call.params, json=call.json
+            )
+        except httpx.TransportError as e:
+            raise _core.unreachable(self.base_url, e) from e
+
+    # --- the REST API ------------------------------------------------------
+
+    async def create(
+        self,
+        name: str,
+        version: str,
+        configs: dict[str, str] | None = None,
+        engine_type: str = "Spark",
+    ) -> EngineId:
+        """Ask for a new engine; returns its id. It starts in WaitToStart."""
+        call = _core.create_call(name, version, configs, engine_type)
+        return _core.read_id(await self._send(call))
+
+    async def get(self, engine_id: EngineId) -> EngineInfo:
+        response = await self._send(Call("GET", _core.engine_path(engine_id)))
+        return _core.read_engine(response, engine_id)
+
+    async def list(
+        self,
+        state: EngineState | str | None = None,
+        limit: int | None = None,
+        after: EngineId | None = None,
+    ) -> builtins.list[EngineId]:
+        """Engine ids, oldest first; `after` is the last id of the previous page."""
+        return _core.read_ids(await self._send(_core.list_call(state, limit, after)))
+
+    async def list_info(
+        self,
+        state: EngineState | str | None = None,
+        limit: int | None = None,
+        after: EngineId | None = None,
+    ) -> builtins.list[EngineInfo]:
+        """Like `list`, with each engine's info; engines deleted meanwhile are left out."""
+        ids = await self.list(state, limit, after)
+        gate = asyncio.Semaphore(_LIST_INFO_CONCURRENCY)
+
+        async def one(engine_id: EngineId) -> EngineInfo | None:
+            async with gate:
+                try:
+                    return await self.get(engine_id)
+                except NotFound:
+                    return None
+
+        found = await asyncio.gather(*(one(engine_id) for engine_id in ids))
+        return [info for info in found if info is not None]
+
+    async def stop(self, engine_id: EngineId) -> None:
+        _core.check(await self._send(Call("POST", _core.engine_path(engine_id, "/stop"))))
+
+    async def restart(self, engine_id: EngineId) -> None:
+        _core.check(await self._send(Call("POST", _core.engine_path(engine_id, "/restart"))))
+
+    async def delete(self, engine_id: EngineId) -> None:
+        _core.check(await self._send(Call("DELETE", _core.engine_path(engine_id))))
+
+    async def logs(self, engine_id: EngineId, tail: int | None = None) -> str:
+        """The engine's log (its last `tail` lines)."""
+        return _core.read_logs(await self._send(_core.logs_call(engine_id, tail)))
+
+    async def events(self, engine_id: EngineId) -> builtins.list[EngineEventInfo]:
+        """The engine's recorded transitions, oldest first."""
+        response = await self._send(Call("GET", _core.engine_path(engine_id, "/events")))
+        return _core.read_events(response)
+
+    # --- beyond single calls ----------------------------------------------
+
+    async def wait_until(
+        self,
+        engine_id: EngineId,
+        state: EngineState | str,
+        timeout: float,
+        *,
+        poll_interval: float = _core.DEFAULT_POLL_INTERVAL,
+        on_state: Callable[[EngineInfo], Any] | None = None,
+    ) -> EngineInfo:
+        """Poll until the engine is in `state`; returns its info then.
+
+        `on_state` is called with the info each time a new state is seen.
+        Raises EngineFailed (with the engine's message) as soon as the engine
+        lands in an error state, WaitAborted if it settles in another stable
+        state, WaitTimeout after `timeout` seconds. A 503 (store briefly
+        unavailable) is retried until the deadline.
+        """
+        wanted = EngineState(state)
+        deadline = time.monotonic() + timeout
+        last: EngineInfo | None = None
+        while True:
+            try:
+                info: EngineInfo | None = await self.get(engine_id)
+            except ServiceUnavailable:
+                info = None
+            if info is not None:
+                if on_state is not None and (last is None or info.state is not last.state):
+                    on_state(info)
+                last = info
+                if _core.reached(info, wanted):
+                    return info
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _core.timed_out(engine_id, wanted, timeout, last)
+            await asyncio.sleep(min(poll_interval, remaining))
+
+    def connect_url(
+        self,
+        engine_id: EngineId,
+        *,
+        proxy_host: str | None = None,
+        proxy_port: int | None = None,
+        token: str | None = None,
+        use_ssl: bool = False,
+    ) -> str:
+        """The Spark Connect URL of `engine_id` through Rucat's proxy.
+
+        The host defaults to the server's (or `connect_host`), the port to
+        `connect_port`, the token to this client's token.
+        """
+        return _core.connect_url(
+            self.base_url,
+            engine_id,
+            proxy_host=proxy_host or self.connect_host,
+            proxy_port=proxy_port if proxy_port is not None else self.connect_port,
+            token=token if token is not None else self._token,
+            use_ssl=use_ssl,
+        )
+
+    def spark_session(
+        self,
+        engine_id: EngineId,
+        *,
+        proxy_host: str | None = None,
+        proxy_port: int | None = None,
+        token: str | None = None,
+        use_ssl: bool = False,
+    ) -> Any:
+        """A new pyspark SparkSession on the engine, through the proxy.
+
+        Arguments as for `connect_url`. Blocking, as pyspark is.
+        """
+        url = self.connect_url(
+            engine_id, proxy_host=proxy_host, proxy_port=proxy_port, token=token, use_ssl=use_ssl
+        )
+        return _core.spark_session_for(url)

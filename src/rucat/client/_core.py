@@ -1,0 +1,259 @@
+"""The I/O-free half of the SDK, shared by the sync and the async client.
+
+Both clients build the same requests and read the same responses; only the
+transport (httpx.Client or httpx.AsyncClient) and the sleeping differ. Keeping
+the rules here means the two can never drift apart: routes, auth headers,
+error mapping, the `wait_until` verdict and the Spark Connect URL.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from rucat.client.errors import (
+    BadRequest,
+    EngineFailed,
+    RucatClientError,
+    ServerUnreachable,
+    UnexpectedResponse,
+    WaitAborted,
+    WaitTimeout,
+    error_for_status,
+)
+from rucat.client.models import EngineEventInfo, EngineInfo, parse_engine, parse_event
+from rucat.domain.engine import EngineId
+from rucat.domain.state import ERROR_STATES, STABLE_STATES, EngineState
+
+#: The server's default address (the seed's port).
+DEFAULT_URL = "http://127.0.0.1:3000"
+#: The Spark Connect proxy's default port (Spark Connect's own default).
+DEFAULT_CONNECT_PORT = 15002
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_POLL_INTERVAL = 0.5
+
+#: Hosts pyspark treats as local: with a token it only skips TLS for "localhost".
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request, before any transport sends it."""
+
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+
+
+def auth_headers(
+    *, username: str | None, password: str | None, token: str | None
+) -> dict[str, str]:
+    """Bearer when a token is given, else HTTP Basic, else nothing (open server)."""
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    if username is not None or password is not None:
+        if username is None or password is None:
+            raise BadRequest("give both a username and a password (or a token)")
+        pair = f"{username}:{password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    return {}
+
+
+def engine_path(engine_id: EngineId, suffix: str = "") -> str:
+    """`/engine/<id><suffix>` with the id escaped: user input never picks another route."""
+    if engine_id in ("", ".", ".."):
+        raise BadRequest(f"not an engine id: {engine_id!r}")
+    return f"/engine/{quote(engine_id, safe='')}{suffix}"
+
+
+def create_call(name: str, version: str, configs: dict[str, str] | None, engine_type: str) -> Call:
+    body = {"name": name, "engine_type": engine_type, "version": version, "configs": configs or {}}
+    return Call("POST", "/engine", json=body)
+
+
+def list_call(state: EngineState | str | None, limit: int | None, after: EngineId | None) -> Call:
+    params: dict[str, str] = {}
+    if state is not None:
+        params["state"] = str(EngineState(state))
+    if limit is not None:
+        params["limit"] = str(limit)
+    if after is not None:
+        params["after"] = after
+    return Call("GET", "/engines", params=params)
+
+
+def logs_call(engine_id: EngineId, tail: int | None) -> Call:
+    params = {"tail": str(tail)} if tail is not None else {}
+    return Call("GET", engine_path(engine_id, "/logs"), params=params)
+
+
+def unreachable(base_url: str, error: httpx.TransportError) -> ServerUnreachable:
+    """The error for a request that got no HTTP answer, saying what to do about it."""
+    if isinstance(error, httpx.TimeoutException):
+        why = f"no answer from the Rucat server at {base_url} in time ({type(error).__name__})"
+    else:
+        why = f"cannot reach the Rucat server at {base_url}: {error or type(error).__name__}"
+    return ServerUnreachable(
+        f"{why}. Is `rucat up` (or `rucat server`) running there? "
+        "Point to it with --url or RUCAT_URL."
+    )
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's `detail` (FastAPI's list form flattened), else the raw text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase or f"HTTP {response.status_code}"
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                msg = str(item.get("msg", item))
+                parts.append(f"{loc}: {msg}" if loc else msg)
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return response.text.strip() or f"HTTP {response.status_code}"
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    """`response` if 2xx, else the typed error carrying the server's detail."""
+    if response.is_success:
+        return response
+    raise error_for_status(response.status_code, _detail(response))
+
+
+def json_of(response: httpx.Response) -> Any:
+    try:
+        return check(response).json()
+    except ValueError as e:
+        raise UnexpectedResponse(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code} with a body that is not JSON",
+            status=response.status_code,
+        ) from e
+
+
+def read_id(response: httpx.Response) -> EngineId:
+    body = json_of(response)
+    engine_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(engine_id, str):
+        raise UnexpectedResponse(f"POST /engine answered without an id: {body!r}")
+    return engine_id
+
+
+def read_ids(response: httpx.Response) -> list[EngineId]:
+    body = json_of(response)
+    if not isinstance(body, list):
+        raise UnexpectedResponse(f"GET /engines did not answer a list: {body!r}")
+    ids = []
+    for item in body:
+        engine_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(engine_id, str):
+            raise UnexpectedResponse(f"GET /engines: item without an id: {item!r}")
+        ids.append(engine_id)
+    return ids
+
+
+def read_engine(response: httpx.Response, engine_id: EngineId) -> EngineInfo:
+    return parse_engine(json_of(response), engine_id=engine_id)
+
+
+def read_events(response: httpx.Response) -> list[EngineEventInfo]:
+    body = json_of(response)
+    if not isinstance(body, list):
+        raise UnexpectedResponse(f"events: not a list: {body!r}")
+    return [parse_event(item) for item in body]
+
+
+def read_logs(response: httpx.Response) -> str:
+    """Logs as text: the body itself, or the `logs` field of a JSON answer."""
+    check(response)
+    if response.headers.get("content-type", "").startswith("application/json"):
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("logs"), str):
+            return str(body["logs"])
+        raise UnexpectedResponse(f"logs: unexpected JSON answer: {body!r}")
+    return response.text
+
+
+def reached(info: EngineInfo, wanted: EngineState) -> bool:
+    """True when `info` is in `wanted`; raises when it can no longer get there.
+
+    An error state ends the wait with the engine's own message (unless an
+    error state is what is wanted). A stable state (Terminated, ErrorClean)
+    other than `wanted` ends it too: the monitor never leaves those alone.
+    """
+    if info.state is wanted:
+        return True
+    if info.state in ERROR_STATES and wanted not in ERROR_STATES:
+        why = info.message or "no message recorded"
+        raise EngineFailed(f"engine {info.id} failed ({info.state.value}): {why}", engine=info)
+    if info.state in STABLE_STATES:
+        raise WaitAborted(
+            f"engine {info.id} is {info.state.value}; it will not become {wanted.value} "
+            "without a user action",
+            engine=info,
+        )
+    return False
+
+
+def timed_out(
+    engine_id: EngineId, wanted: EngineState, timeout: float, last: EngineInfo | None
+) -> WaitTimeout:
+    seen = last.state.value if last is not None else "unknown"
+    return WaitTimeout(
+        f"engine {engine_id} is still {seen} after {timeout:g}s (waiting for {wanted.value})",
+        engine=last,
+        wanted=wanted,
+    )
+
+
+def connect_url(
+    base_url: str,
+    engine_id: EngineId,
+    *,
+    proxy_host: str | None,
+    proxy_port: int,
+    token: str | None,
+    use_ssl: bool,
+) -> str:
+    """`sc://host:port/;x-rucat-engine-id=<id>[;token=...][;use_ssl=true]`.
+
+    The host defaults to the REST server's. pyspark switches to TLS whenever
+    a token is given unless the host is literally "localhost", so a loopback
+    host becomes "localhost" unless TLS is asked for. Values are
+    percent-encoded (pyspark unquotes them), so no token can break the URL.
+    """
+    host = proxy_host or httpx.URL(base_url).host or "localhost"
+    if token and not use_ssl and host in _LOOPBACK_HOSTS:
+        host = "localhost"
+    if ":" in host:
+        # pyspark splits host:port on ':' and has no syntax for IPv6 literals.
+        raise BadRequest(f"pyspark cannot connect to the IPv6 address {host}; use a host name")
+    url = f"sc://{host}:{proxy_port}/;x-rucat-engine-id={quote(engine_id, safe='')}"
+    if token:
+        url += f";token={quote(token, safe='')}"
+    if use_ssl:
+        url += ";use_ssl=true"
+    return url
+
+
+def spark_session_for(url: str) -> Any:
+    """A new pyspark Connect session on `url` (pyspark imported only when needed)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:  # pragma: no cover - pyspark is a dependency
+        raise RucatClientError("pyspark is not installed: pip install 'pyspark[connect]'") from e
+    # create(), not getOrCreate(): two engines in one process need two sessions.
+    return SparkSession.builder.remote(url).create()
