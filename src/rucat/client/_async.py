@@ -103,7 +103,7 @@ class AsyncRucatClient:
 
     async def list(
         self,
-        state: EngineState | str | None = None,
+        state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
     ) -> builtins.list[EngineId]:
@@ -112,7 +112,7 @@ class AsyncRucatClient:
 
     async def list_info(
         self,
-        state: EngineState | str | None = None,
+        state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
     ) -> builtins.list[EngineInfo]:
@@ -130,11 +130,21 @@ class AsyncRucatClient:
         found = await asyncio.gather(*(one(engine_id) for engine_id in ids))
         return [info for info in found if info is not None]
 
-    async def stop(self, engine_id: EngineId) -> None:
-        _core.check(await self._send(Call("POST", _core.engine_path(engine_id, "/stop"))))
+    async def stop(self, engine_id: EngineId) -> EngineInfo:
+        """Stop: WaitToStart -> Terminated; StartInProgress, Running -> WaitToTerminate.
 
-    async def restart(self, engine_id: EngineId) -> None:
-        _core.check(await self._send(Call("POST", _core.engine_path(engine_id, "/restart"))))
+        Returns the engine as the action left it; raises Conflict when not allowed.
+        """
+        response = await self._send(Call("POST", _core.engine_path(engine_id, "/stop")))
+        return _core.read_engine(response, engine_id)
+
+    async def restart(self, engine_id: EngineId) -> EngineInfo:
+        """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart.
+
+        Returns the engine as the action left it; raises Conflict when not allowed.
+        """
+        response = await self._send(Call("POST", _core.engine_path(engine_id, "/restart")))
+        return _core.read_engine(response, engine_id)
 
     async def delete(self, engine_id: EngineId) -> None:
         _core.check(await self._send(Call("DELETE", _core.engine_path(engine_id))))

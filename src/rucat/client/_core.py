@@ -9,6 +9,7 @@ error mapping, the `wait_until` verdict and the Spark Connect URL.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -46,7 +47,7 @@ class Call:
 
     method: str
     path: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str | list[str]] = field(default_factory=dict)
     json: Any = None
 
 
@@ -76,10 +77,16 @@ def create_call(name: str, version: str, configs: dict[str, str] | None, engine_
     return Call("POST", "/engine", json=body)
 
 
-def list_call(state: EngineState | str | None, limit: int | None, after: EngineId | None) -> Call:
-    params: dict[str, str] = {}
-    if state is not None:
-        params["state"] = str(EngineState(state))
+#: One state, several (any of them), or None for all.
+StateFilter = EngineState | str | Iterable[EngineState | str] | None
+
+
+def list_call(state: StateFilter, limit: int | None, after: EngineId | None) -> Call:
+    params: dict[str, str | list[str]] = {}
+    if isinstance(state, str):
+        params["state"] = [EngineState(state).value]
+    elif state is not None:
+        params["state"] = [EngineState(s).value for s in state]
     if limit is not None:
         params["limit"] = str(limit)
     if after is not None:
@@ -88,7 +95,7 @@ def list_call(state: EngineState | str | None, limit: int | None, after: EngineI
 
 
 def logs_call(engine_id: EngineId, tail: int | None) -> Call:
-    params = {"tail": str(tail)} if tail is not None else {}
+    params: dict[str, str | list[str]] = {"tail": str(tail)} if tail is not None else {}
     return Call("GET", engine_path(engine_id, "/logs"), params=params)
 
 

@@ -94,7 +94,7 @@ class RucatClient:
 
     def list(
         self,
-        state: EngineState | str | None = None,
+        state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
     ) -> builtins.list[EngineId]:
@@ -103,7 +103,7 @@ class RucatClient:
 
     def list_info(
         self,
-        state: EngineState | str | None = None,
+        state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
     ) -> builtins.list[EngineInfo]:
@@ -116,11 +116,21 @@ class RucatClient:
                 continue
         return found
 
-    def stop(self, engine_id: EngineId) -> None:
-        _core.check(self._send(Call("POST", _core.engine_path(engine_id, "/stop"))))
+    def stop(self, engine_id: EngineId) -> EngineInfo:
+        """Stop: WaitToStart -> Terminated; StartInProgress, Running -> WaitToTerminate.
 
-    def restart(self, engine_id: EngineId) -> None:
-        _core.check(self._send(Call("POST", _core.engine_path(engine_id, "/restart"))))
+        Returns the engine as the action left it; raises Conflict when not allowed.
+        """
+        response = self._send(Call("POST", _core.engine_path(engine_id, "/stop")))
+        return _core.read_engine(response, engine_id)
+
+    def restart(self, engine_id: EngineId) -> EngineInfo:
+        """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart.
+
+        Returns the engine as the action left it; raises Conflict when not allowed.
+        """
+        response = self._send(Call("POST", _core.engine_path(engine_id, "/restart")))
+        return _core.read_engine(response, engine_id)
 
     def delete(self, engine_id: EngineId) -> None:
         _core.check(self._send(Call("DELETE", _core.engine_path(engine_id))))
