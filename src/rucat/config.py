@@ -167,6 +167,17 @@ class KubernetesPlatformConfig(_Strict):
         "IfNotPresent", description="Pull policy of driver and executor images."
     )
     spark_home: str = Field("/opt/spark", description="SPARK_HOME inside the images.")
+    fs_group: int | None = Field(
+        185,
+        description="fsGroup of driver pods, so the image's user (185 in apache/spark) can "
+        "read the engine's token file; null leaves it unset.",
+    )
+    fail_when_unschedulable: bool = Field(
+        True,
+        description="An unschedulable driver pod fails the engine at once with the "
+        "scheduler's message. Set false on clusters with an autoscaler: the pod then stays "
+        "Pending (with that message) until the start timeout.",
+    )
 
 
 class PlatformConfig(_OneOf):
