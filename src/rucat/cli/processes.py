@@ -1,0 +1,73 @@
+"""The long-running processes: `rucat monitor` and `rucat up`.
+
+Each opens the store and the platform named by the config, runs until
+cancelled (Ctrl-C, SIGTERM), and closes what it opened. `up` runs the REST
+server and a monitor in one event loop; the server wakes the monitor in
+process after every write, so engines start without waiting for a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from rucat.config import RucatConfig
+from rucat.monitor.runner import build_monitor
+from rucat.platforms import Platform, open_platform
+from rucat.server.runner import serve
+from rucat.store import EngineStore, open_store
+
+log = logging.getLogger("rucat")
+
+
+async def _with_store_and_platform(
+    config: RucatConfig, body: Callable[[EngineStore, Platform], Awaitable[None]]
+) -> None:
+    store = await open_store(config.database)
+    try:
+        platform = open_platform(config.platform, data_dir=Path(config.data_dir))
+        try:
+            await body(store, platform)
+        finally:
+            await platform.close()
+    finally:
+        await store.close()
+
+
+async def run_monitor(config: RucatConfig) -> None:
+    """`rucat monitor`: reconcile until cancelled."""
+
+    async def body(store: EngineStore, platform: Platform) -> None:
+        await build_monitor(config, store=store, platform=platform).run()
+
+    await _with_store_and_platform(config, body)
+
+
+async def run_up(config: RucatConfig, *, on_started: Callable[[str], None]) -> None:
+    """`rucat up`: the server and a monitor in one process, until cancelled."""
+
+    async def body(store: EngineStore, platform: Platform) -> None:
+        monitor = build_monitor(config, store=store, platform=platform)
+        # Fail with the platform's own words (no Java, ...) before serving anything.
+        await platform.check()
+        server = asyncio.create_task(
+            serve(
+                config, store=store, platform=platform, notify=monitor.wake, on_started=on_started
+            ),
+            name="rucat-server",
+        )
+        reconciler = asyncio.create_task(monitor.run(), name="rucat-monitor")
+        try:
+            done, _ = await asyncio.wait({server, reconciler}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what stopped it
+        finally:
+            for task in (server, reconciler):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(server, reconciler, return_exceptions=True)
+
+    await _with_store_and_platform(config, body)

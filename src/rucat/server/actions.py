@@ -1,0 +1,132 @@
+"""User intent (STOP, RESTART, DELETE) applied to the store: decide, then one compare-and-set.
+
+The decision is the domain's (`decide_user`). This module only loops around
+it: when the compare-and-set loses (a monitor wrote first) it re-reads and
+decides again, a bounded number of times; when the engine sits in a trigger
+state it waits a few seconds for the monitor to leave it, then decides again
+or answers 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from rucat.domain.engine import Engine, EngineId
+from rucat.domain.errors import StateConflict, StoreConflict
+from rucat.domain.state import (
+    ERROR_STATES,
+    REMOVED,
+    EngineState,
+    Move,
+    Refuse,
+    UserAction,
+    WaitForMonitor,
+    decide_user,
+)
+from rucat.store import EngineStore
+
+log = logging.getLogger("rucat.server")
+
+#: Lost compare-and-sets tolerated before giving up with 409.
+MAX_CAS_ATTEMPTS = 20
+#: How long a user action waits for a monitor to leave a trigger state.
+TRIGGER_WAIT_SECS = 5.0
+TRIGGER_POLL_SECS = 0.1
+
+
+def moved(engine: Engine, to: EngineState, *, now: datetime) -> Engine:
+    """`engine` moved to `to` by a user: due at once, unclaimed, message kept only in errors."""
+    endpoint = engine.endpoint
+    if engine.state is EngineState.Terminated and to is EngineState.WaitToStart:
+        endpoint = None  # a restarted engine gets a new endpoint
+    return dataclasses.replace(
+        engine,
+        state=to,
+        update_time=now,
+        next_update_time=now,
+        lease_owner=None,
+        message=engine.message if to in ERROR_STATES else None,
+        endpoint=endpoint,
+    )
+
+
+async def apply_user_action(
+    store: EngineStore,
+    *,
+    engine_id: EngineId,
+    action: UserAction,
+    actor: str,
+    clock: Callable[[], datetime],
+) -> Engine | None:
+    """Apply `action`; returns the engine as written (None when removed).
+
+    Raises EngineNotFound, StateConflict (409, naming the current state) or
+    StoreUnavailable.
+    """
+    engine = await store.get(engine_id=engine_id)
+    deadline: float | None = None
+    attempts = 0
+    while True:
+        decision = decide_user(engine.state, action)
+        if isinstance(decision, Refuse):
+            raise StateConflict(decision.reason, current=engine)
+        if isinstance(decision, WaitForMonitor):
+            now_mono = time.monotonic()
+            deadline = deadline if deadline is not None else now_mono + TRIGGER_WAIT_SECS
+            if now_mono >= deadline:
+                raise StateConflict(
+                    f"cannot {action.value} engine in state {engine.state.value}: the monitor "
+                    f"did not leave it within {TRIGGER_WAIT_SECS:g}s; retry later",
+                    current=engine,
+                )
+            await asyncio.sleep(TRIGGER_POLL_SECS)
+            engine = await store.get(engine_id=engine_id)
+            continue
+        assert isinstance(decision, Move)
+        try:
+            if decision.to is REMOVED.engine:
+                await store.remove(current=engine)
+                log.info(
+                    "engine %s removed",
+                    engine.id,
+                    extra={
+                        "engine_id": engine.id,
+                        "from_state": engine.state.value,
+                        "actor": actor,
+                    },
+                )
+                return None
+            written = await store.transition(
+                current=engine, new=moved(engine, decision.to, now=clock()), actor=actor
+            )
+        except StoreConflict as conflict:
+            attempts += 1
+            if conflict.current is None:
+                # Removed meanwhile: the engine is gone for this caller too.
+                engine = await store.get(engine_id=engine_id)
+            elif attempts >= MAX_CAS_ATTEMPTS:
+                raise StateConflict(
+                    f"engine {engine_id} kept changing (now {conflict.current.state.value}); retry",
+                    current=conflict.current,
+                ) from conflict
+            else:
+                engine = conflict.current
+            continue
+        log.info(
+            "engine %s: %s -> %s",
+            engine.id,
+            engine.state.value,
+            written.state.value,
+            extra={
+                "engine_id": engine.id,
+                "from_state": engine.state.value,
+                "to_state": written.state.value,
+                "actor": actor,
+            },
+        )
+        return written

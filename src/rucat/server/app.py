@@ -1,0 +1,260 @@
+"""The REST API: the seed's routes and shapes, exactly, plus additive routes.
+
+`create_app` builds one FastAPI app over an EngineStore. Routes only write
+user intent to the store (one compare-and-set per action); the monitor does
+the rest. The platform, when given, serves engine logs and forgets an
+engine's leftovers after DELETE, and nothing else.
+
+Cross-cutting concerns live in their own modules: auth (auth.py), status
+codes (errors.py), metrics (metrics.py), the per-request layer
+(middleware.py), the state-machine loop for user actions (actions.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request, Response
+
+from rucat.config import PlatformConfig, RucatConfig
+from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
+from rucat.domain.errors import EngineNotFound, PlatformError
+from rucat.domain.state import EngineState, UserAction
+from rucat.platforms import Platform
+from rucat.server.actions import apply_user_action
+from rucat.server.auth import Authenticator
+from rucat.server.errors import install_error_handlers
+from rucat.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from rucat.server.middleware import RequestMiddleware
+from rucat.server.schemas import (
+    CreateEngineBody,
+    EngineEventOut,
+    EngineIdOut,
+    EngineInfo,
+    EngineLogs,
+    Status,
+)
+from rucat.store import EngineStore
+
+log = logging.getLogger("rucat.server")
+
+#: Largest `tail` accepted by GET /engine/{id}/logs.
+MAX_LOG_TAIL = 100_000
+#: Largest page of GET /engines.
+MAX_LIST_LIMIT = 10_000
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
+    for status, text in {
+        400: "Bad input",
+        401: "Unauthenticated",
+        404: "Unknown engine",
+        409: "Not allowed in the engine's current state",
+        422: "Malformed input",
+        503: "Store unavailable",
+    }.items()
+}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _validate_for_platform(request: CreateEngineRequest, platform: PlatformConfig) -> None:
+    """The engine type's own checks (versions the platform runs, reserved confs)."""
+    try:
+        from rucat.engines.spark import validate_request  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the Spark engine module is not in this build yet
+        log.warning("rucat.engines.spark is missing: versions and confs are not checked")
+        return
+    validate_request(request, platform)
+
+
+def create_app(
+    config: RucatConfig,
+    *,
+    store: EngineStore,
+    platform: Platform | None,
+    clock: Callable[[], datetime] = _utc_now,
+    notify: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The REST API over `store`. `notify(engine_id)` runs after every successful write."""
+    app = FastAPI(
+        title="Rucat",
+        summary="A control plane for Spark Connect engines.",
+        version="0.1.0",
+    )
+    authenticator = Authenticator(config.auth_provider)
+    metrics = Metrics()
+    app.state.www_authenticate = authenticator.challenge
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestMiddleware,
+        authenticator=authenticator,
+        metrics=metrics,
+        max_body_bytes=config.max_body_bytes,
+        routes=lambda: list(app.routes),
+    )
+
+    def wrote(engine_id: EngineId) -> None:
+        if notify is not None:
+            try:
+                notify(engine_id)
+            except Exception:  # a wake-up only shortens a wait; never fail the request
+                log.exception("notify(%s) failed", engine_id)
+
+    def actor_of(request: Request) -> str:
+        return str(getattr(request.state, "actor", "anonymous"))
+
+    async def load(engine_id: str) -> Engine:
+        if not is_engine_id(engine_id):
+            raise EngineNotFound(engine_id[:64])
+        return await store.get(engine_id=engine_id)
+
+    async def act(request: Request, engine_id: str, action: UserAction) -> Engine | None:
+        if not is_engine_id(engine_id):
+            raise EngineNotFound(engine_id[:64])
+        result = await apply_user_action(
+            store, engine_id=engine_id, action=action, actor=actor_of(request), clock=clock
+        )
+        wrote(engine_id)
+        return result
+
+    @app.post("/engine", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"])
+    async def create_engine(body: CreateEngineBody, request: Request) -> EngineIdOut:
+        """Ask for a new engine; it starts in WaitToStart."""
+        wanted = CreateEngineRequest(
+            name=body.name,
+            engine_type=body.engine_type,
+            version=body.version,
+            configs=dict(body.configs),
+        )
+        _validate_for_platform(wanted, config.platform)
+        engine = new_engine(wanted, platform=config.platform.variant, now=clock())
+        stored = await store.add(engine=engine, actor=actor_of(request))
+        log.info(
+            "engine %s created",
+            stored.id,
+            extra={"engine_id": stored.id, "to_state": stored.state.value},
+        )
+        wrote(stored.id)
+        return EngineIdOut(id=stored.id)
+
+    @app.get("/engine/{engine_id}", response_model=EngineInfo, responses=_ERRORS, tags=["engines"])
+    async def get_engine(engine_id: str) -> EngineInfo:
+        """The engine's info (never its secrets)."""
+        return EngineInfo.of(await load(engine_id))
+
+    @app.get("/engines", response_model=list[EngineIdOut], responses=_ERRORS, tags=["engines"])
+    async def list_engines(
+        state: Annotated[list[EngineState] | None, Query(description="Only these states.")] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=MAX_LIST_LIMIT, description="Page size.")
+        ] = None,
+        after: Annotated[
+            str | None, Query(max_length=64, description="Id of the last engine of the last page.")
+        ] = None,
+    ) -> list[EngineIdOut]:
+        """Engine ids, oldest first."""
+        engines = await store.list(states=state or None, limit=limit, after=after)
+        return [EngineIdOut(id=e.id) for e in engines]
+
+    @app.post(
+        "/engine/{engine_id}/stop", response_model=EngineInfo, responses=_ERRORS, tags=["engines"]
+    )
+    async def stop_engine(engine_id: str, request: Request) -> EngineInfo:
+        """Stop: WaitToStart -> Terminated; StartInProgress, Running -> WaitToTerminate."""
+        result = await act(request, engine_id, UserAction.STOP)
+        assert result is not None
+        return EngineInfo.of(result)
+
+    @app.post(
+        "/engine/{engine_id}/restart",
+        response_model=EngineInfo,
+        responses=_ERRORS,
+        tags=["engines"],
+    )
+    async def restart_engine(engine_id: str, request: Request) -> EngineInfo:
+        """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart."""
+        result = await act(request, engine_id, UserAction.RESTART)
+        assert result is not None
+        return EngineInfo.of(result)
+
+    @app.delete(
+        "/engine/{engine_id}", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"]
+    )
+    async def delete_engine(engine_id: str, request: Request) -> EngineIdOut:
+        """Remove an engine in WaitToStart, Terminated or ErrorClean, with its logs."""
+        engine = await load(engine_id)
+        await act(request, engine_id, UserAction.DELETE)
+        if platform is not None:
+            try:
+                await platform.forget(engine=engine)
+            except Exception:  # leftovers only cost disk; the engine is gone from the store
+                log.exception("could not forget engine %s on the platform", engine_id)
+        return EngineIdOut(id=engine_id)
+
+    @app.get(
+        "/engine/{engine_id}/events",
+        response_model=list[EngineEventOut],
+        responses=_ERRORS,
+        tags=["engines"],
+    )
+    async def engine_events(engine_id: str) -> list[EngineEventOut]:
+        """The engine's state transitions, oldest first."""
+        if not is_engine_id(engine_id):
+            raise EngineNotFound(engine_id[:64])
+        return [EngineEventOut.of(e) for e in await store.events(engine_id=engine_id)]
+
+    @app.get(
+        "/engine/{engine_id}/logs", response_model=EngineLogs, responses=_ERRORS, tags=["engines"]
+    )
+    async def engine_logs(
+        engine_id: str,
+        tail: Annotated[
+            int | None, Query(ge=1, le=MAX_LOG_TAIL, description="Only the last N lines.")
+        ] = None,
+    ) -> EngineLogs:
+        """The engine's log, kept after it stops until DELETE."""
+        engine = await load(engine_id)
+        text = ""
+        if platform is not None:
+            try:
+                text = await platform.logs(engine=engine, tail=tail)
+            except PlatformError as e:
+                if not engine.saved_logs:
+                    raise
+                log.warning("platform logs of %s unavailable (%s); using saved logs", engine_id, e)
+        if not text and engine.saved_logs:
+            text = _tail(engine.saved_logs, tail)
+        return EngineLogs(id=engine.id, logs=text)
+
+    @app.get("/health", response_model=Status, tags=["operations"])
+    async def health() -> Status:
+        """Liveness: the process answers (no auth, no store)."""
+        return Status(status="ok")
+
+    @app.get("/ready", response_model=Status, responses=_ERRORS, tags=["operations"])
+    async def ready() -> Status:
+        """Readiness: the store answers, else 503."""
+        await store.ping()
+        return Status(status="ready")
+
+    @app.get("/metrics", response_class=Response, tags=["operations"])
+    async def prometheus_metrics() -> Response:
+        """Prometheus text: engines per state, requests and latencies per route."""
+        engines = await store.list()
+        body = metrics.render(e.state for e in engines)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _tail(text: str, lines: int | None) -> str:
+    if lines is None:
+        return text
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)

@@ -1,0 +1,177 @@
+"""The one ASGI layer every HTTP request passes: auth, body limit, metrics, access log, 500s.
+
+A plain ASGI middleware (not BaseHTTPMiddleware) so it costs little per
+request. In order, for each request:
+
+1. Authenticate (every path but the open ones); 401 with WWW-Authenticate.
+2. Read the body into memory up to `max_body_bytes`, whatever the framing
+   (Content-Length or chunked); one byte more answers 413 without reading on.
+3. Run the app with the buffered body.
+4. Count the request and its latency under the route TEMPLATE, and write one
+   access log line (method, path, route, status, duration; never headers).
+
+An exception escaping the app is a bug: it is logged with its traceback and
+answered ``500 {"detail": "internal error"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rucat.domain.errors import Unauthenticated
+from rucat.server.auth import Authenticator
+from rucat.server.errors import error_response
+from rucat.server.metrics import Metrics
+
+access_log = logging.getLogger("rucat.access")
+log = logging.getLogger("rucat.server")
+
+#: Paths answered without credentials (liveness probes).
+OPEN_PATHS = frozenset({"/health"})
+#: Route label for requests that match no route (bounded cardinality).
+UNMATCHED = "<unmatched>"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        max_body_bytes: int,
+        routes: Callable[[], list[object]],
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_tracked)
+        except Exception:
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await error_response(500, "internal error")(scope, receive, send_tracked)
+        finally:
+            seconds = time.perf_counter() - started
+            route = self._route_template(scope)
+            self.metrics.observe(
+                method=scope["method"], route=route, status=status, seconds=seconds
+            )
+            access_log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                seconds * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] not in OPEN_PATHS:
+            try:
+                actor = self.authenticator.authenticate(_header(scope, b"authorization"))
+            except Unauthenticated as e:
+                response = error_response(
+                    401, e.message, {"WWW-Authenticate": self.authenticator.challenge}
+                )
+                await response(scope, receive, send)
+                return
+        else:
+            actor = "anonymous"
+        scope.setdefault("state", {})["actor"] = actor
+
+        try:
+            body, disconnected = await self._read_body(scope, receive)
+        except _BodyTooLarge:
+            detail = f"request body is larger than {self.max_body_bytes} bytes"
+            # Close the connection: the rest of the body is never read.
+            response = error_response(413, detail, {"Connection": "close"})
+            await response(scope, receive, send)
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            if disconnected:
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"".join(chunks), True
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), False
+
+    def _route_template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            return path
+        # Not routed (401, 413): find the template the path would have matched.
+        for candidate in self.routes():
+            matches = getattr(candidate, "matches", None)
+            template = getattr(candidate, "path", None)
+            if matches is None or not isinstance(template, str):
+                continue
+            match, _ = matches(scope)
+            if match is not Match.NONE:
+                return template
+        return UNMATCHED
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

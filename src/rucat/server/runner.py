@@ -1,0 +1,96 @@
+"""Run the REST API under uvicorn as an ordinary asyncio coroutine.
+
+`serve` is embeddable: it installs no signal handlers (the caller owns
+signals: `rucat server` maps SIGINT/SIGTERM to cancelling it, `rucat up`
+runs it beside a monitor) and cancelling it shuts uvicorn down gracefully,
+closing the listening socket, before the CancelledError propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Generator
+
+import uvicorn
+
+from rucat.config import RucatConfig
+from rucat.domain.errors import ConfigError
+from rucat.platforms import Platform
+from rucat.server.app import create_app
+from rucat.store import EngineStore
+
+log = logging.getLogger("rucat.server")
+
+#: Seconds open connections get to finish when the server stops.
+GRACEFUL_SHUTDOWN_SECS = 5
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handling: the embedding program owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+async def serve(
+    config: RucatConfig,
+    *,
+    store: EngineStore,
+    platform: Platform | None,
+    notify: Callable[[str], None] | None = None,
+    on_started: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the API on config.host:config.port until cancelled (or uvicorn fails to start).
+
+    `on_started` receives the base URL with the port actually bound (port 0
+    picks a free one).
+    """
+    app = create_app(config, store=store, platform=platform, notify=notify)
+    server = _EmbeddedServer(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECS,
+        )
+    )
+    task = asyncio.create_task(server.serve(), name="rucat-rest")
+    try:
+        while not server.started:
+            if task.done():
+                try:
+                    await task
+                except SystemExit as e:  # uvicorn exits when it cannot bind
+                    raise ConfigError(
+                        f"cannot serve the REST API on {config.host}:{config.port} "
+                        "(address in use or not available)"
+                    ) from e
+                raise ConfigError(
+                    f"the REST API stopped before listening on {config.host}:{config.port}"
+                )
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = _url(config.host, port)
+        log.info("REST API listening on %s", url, extra={"url": url})
+        if on_started is not None:
+            on_started(url)
+        # shield: a cancellation reaches this coroutine, not uvicorn's, which
+        # then shuts down in order in the finally below.
+        await asyncio.shield(task)
+    finally:
+        if not task.done():
+            server.should_exit = True
+            with contextlib.suppress(Exception, asyncio.CancelledError, SystemExit):
+                await task

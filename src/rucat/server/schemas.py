@@ -1,0 +1,164 @@
+"""The REST API's JSON shapes: the seed's field names, exactly, plus additive fields.
+
+Request bodies are validated strictly (no coercion: ``"name": 5`` is refused,
+not turned into ``"5"``) and reuse the domain's validation rules, so the 422
+detail says precisely what is wrong. Response models never carry an engine's
+`connect_token` or saved logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from rucat.domain.engine import (
+    MAX_NAME_LENGTH,
+    Engine,
+    EngineEvent,
+    EngineType,
+    validate_configs,
+    validate_name,
+    validate_version,
+)
+from rucat.domain.errors import InvalidRequest
+from rucat.domain.state import EngineState
+
+T = TypeVar("T")
+
+
+class CreateEngineBody(BaseModel):
+    """Body of ``POST /engine`` (the seed's CreateEngineRequest)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "my-engine",
+                    "engine_type": "Spark",
+                    "version": "4.0.1",
+                    "configs": {"spark.executor.memory": "1g"},
+                }
+            ]
+        },
+    )
+
+    name: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=MAX_NAME_LENGTH, description="Any label for humans."),
+    ]
+    engine_type: EngineType = Field(description="Kind of engine; only 'Spark' today.")
+    version: StrictStr = Field(
+        description="Plain dotted version, e.g. '4.0.1'.",
+        json_schema_extra={"pattern": r"^[0-9]+(\.[0-9]+){0,3}$"},
+    )
+    configs: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict, description="Engine confs, e.g. Spark confs (key -> value)."
+    )
+
+    @field_validator("engine_type", mode="before")
+    @classmethod
+    def _engine_type_from_json(cls, value: object) -> object:
+        # Strict mode refuses a plain string for an enum; JSON only has strings.
+        if isinstance(value, str):
+            try:
+                return EngineType(value)
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _domain_rule(validate_name, value)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        return _domain_rule(validate_version, value)
+
+    @field_validator("configs")
+    @classmethod
+    def _configs(cls, value: dict[str, str]) -> dict[str, str]:
+        return _domain_rule(validate_configs, value)
+
+
+def _domain_rule(rule: Callable[[T], object], value: T) -> T:
+    """Run a domain validator; its InvalidRequest becomes a field error (422)."""
+    try:
+        rule(value)
+    except InvalidRequest as e:
+        raise ValueError(e.message) from e
+    return value
+
+
+class EngineIdOut(BaseModel):
+    id: str
+
+
+class EngineInfo(BaseModel):
+    """Body of ``GET /engine/{id}``: the seed's fields plus id, message, platform,
+    endpoint, update_time and last_activity_time. Times are ISO-8601 UTC."""
+
+    id: str
+    name: str
+    engine_type: EngineType
+    version: str
+    state: EngineState
+    configs: dict[str, str]
+    create_time: datetime
+    update_time: datetime
+    message: str | None = Field(None, description="Why, in error states.")
+    platform: str
+    endpoint: str | None = Field(None, description="sc://host:port while Running.")
+    last_activity_time: datetime | None = Field(
+        None, description="Last Spark Connect call seen by the proxy."
+    )
+
+    @classmethod
+    def of(cls, engine: Engine) -> EngineInfo:
+        return cls(
+            id=engine.id,
+            name=engine.name,
+            engine_type=engine.engine_type,
+            version=engine.version,
+            state=engine.state,
+            configs=dict(engine.configs),
+            create_time=engine.create_time,
+            update_time=engine.update_time,
+            message=engine.message,
+            platform=engine.platform,
+            endpoint=engine.endpoint,
+            last_activity_time=engine.last_activity_time,
+        )
+
+
+class EngineEventOut(BaseModel):
+    time: datetime
+    from_state: EngineState | None = Field(description="None for the creation event.")
+    to_state: EngineState
+    message: str | None
+    actor: str
+
+    @classmethod
+    def of(cls, event: EngineEvent) -> EngineEventOut:
+        return cls(
+            time=event.time,
+            from_state=event.from_state,
+            to_state=event.to_state,
+            message=event.message,
+            actor=event.actor,
+        )
+
+
+class EngineLogs(BaseModel):
+    id: str
+    logs: str
+
+
+class Status(BaseModel):
+    status: str
