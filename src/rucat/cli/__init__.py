@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import typer
 
 from rucat.cli.common import load_or_exit, run_service
+from rucat.config import RucatConfig
 
 app = typer.Typer(
     name="rucat",
@@ -62,23 +63,82 @@ def server(
     log_format: LogFormatOption = None,
 ) -> None:
     """Serve the REST API (and user intent only: monitors act on platforms)."""
-    from rucat.platforms import open_platform
+    from rucat.cli.processes import run_server
     from rucat.server.logs import configure_logging
-    from rucat.server.runner import serve
-    from rucat.store import open_store
 
     config = load_or_exit(config_path, host=host, port=port, log_format=_log_format(log_format))
     configure_logging(config.log_format)
+    run_service(run_server(config))
 
-    async def main() -> None:
-        store = await open_store(config.database)
-        try:
-            platform = open_platform(config.platform, data_dir=Path(config.data_dir))
-            try:
-                await serve(config, store=store, platform=platform)
-            finally:
-                await platform.close()
-        finally:
-            await store.close()
 
-    run_service(main())
+@app.command()
+def monitor(
+    config_path: ConfigPathOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Reconcile engines with their platform; run as many as you like."""
+    from rucat.cli.processes import run_monitor
+    from rucat.config import SEED_MONITOR_CONFIG_PATH
+    from rucat.server.logs import configure_logging
+
+    if config_path is None and SEED_MONITOR_CONFIG_PATH.exists():
+        config_path = SEED_MONITOR_CONFIG_PATH
+    config = load_or_exit(config_path, log_format=_log_format(log_format))
+    configure_logging(config.log_format)
+    run_service(run_monitor(config))
+
+
+@app.command()
+def up(
+    config_path: ConfigPathOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder for the SQLite file, engine logs and work dirs.",
+            file_okay=False,
+        ),
+    ] = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Run everything in one process: REST API, proxy, monitor, local engines."""
+    from rucat.cli.processes import run_up
+    from rucat.config import DatabaseConfig, SqliteConfig
+    from rucat.server.logs import configure_logging
+
+    config = load_or_exit(
+        config_path,
+        host=host,
+        port=port,
+        log_format=_log_format(log_format),
+        data_dir=str(data_dir) if data_dir is not None else None,
+    )
+    if "database" not in config.model_fields_set:
+        sqlite = SqliteConfig(path=str(Path(config.data_dir) / "rucat.db"))
+        config = config.model_copy(update={"database": DatabaseConfig(Sqlite=sqlite)})
+    configure_logging(config.log_format)
+
+    def started(url: str) -> None:
+        lines = [
+            f"Rucat is up at {url} (data in {Path(config.data_dir).resolve()})",
+            "Create a Spark engine:",
+            f"  curl -X POST {url}/engine -H 'Content-Type: application/json' \\",
+            '    -d \'{"name": "demo", "engine_type": "Spark", '
+            f'"version": "{_default_version(config)}", "configs": {{}}}}\'',
+        ]
+        if config.connect_port is not None:
+            lines.append(
+                f"Spark Connect: sc://localhost:{config.connect_port}/;x-rucat-engine-id=<id>"
+            )
+        typer.echo("\n".join(lines))
+
+    run_service(run_up(config, on_started=started))
+
+
+def _default_version(config: RucatConfig) -> str:
+    from rucat.engines.spark import available_versions
+
+    versions = available_versions(config.platform)
+    return versions[-1] if versions else "4.0.1"

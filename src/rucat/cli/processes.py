@@ -37,6 +37,15 @@ async def _with_store_and_platform(
         await store.close()
 
 
+async def run_server(config: RucatConfig) -> None:
+    """`rucat server`: serve the API until cancelled."""
+
+    async def body(store: EngineStore, platform: Platform) -> None:
+        await serve(config, store=store, platform=platform)
+
+    await _with_store_and_platform(config, body)
+
+
 async def run_monitor(config: RucatConfig) -> None:
     """`rucat monitor`: reconcile until cancelled."""
 
