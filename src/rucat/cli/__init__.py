@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import typer
 
 from rucat.cli.common import load_or_exit, run_service
+from rucat.cli.engine import engine_app
 from rucat.config import RucatConfig
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(engine_app, name="engine")
 
 ConfigPathOption = Annotated[
     Path | None,
