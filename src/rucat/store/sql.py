@@ -1,0 +1,518 @@
+"""The engine store on SQL: SQLite (the default) and PostgreSQL.
+
+SQLAlchemy 2 Core over asyncio drivers (aiosqlite, asyncpg). The schema is
+created and upgraded by Alembic at open (`rucat/store/migrations/`).
+
+Invariants:
+
+* Every write is one transaction, and every change of a row is a
+  compare-and-set: ``UPDATE ... WHERE id = :id AND revision = :read``. A lost
+  race is reported as StoreConflict carrying the row as it is now.
+* SQLite is safe for several processes on one file: WAL mode (readers never
+  block the writer), a busy timeout, and ``BEGIN IMMEDIATE`` for writes, so a
+  writer takes the write lock before it reads and never fails with "database
+  is locked" half-way through a transaction. Within one process writes are
+  also queued on an asyncio lock, so they do not busy-wait on each other.
+* On PostgreSQL (READ COMMITTED) a racing UPDATE waits for the winner to
+  commit, re-checks its WHERE on the new row and matches nothing.
+* Every driver or connection failure becomes StoreUnavailable naming the
+  database (never the password), raised ``from`` the original error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, and_, delete, event, insert, or_, select, text, update
+from sqlalchemy.engine import URL, RowMapping, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from rucat.config import PostgresConfig, SqliteConfig
+from rucat.domain.engine import Engine, EngineEvent, EngineId, EngineType
+from rucat.domain.errors import (
+    ConfigError,
+    EngineNotFound,
+    InvalidRequest,
+    RucatError,
+    StoreConflict,
+    StoreUnavailable,
+)
+from rucat.domain.state import STABLE_STATES, EngineState
+from rucat.store.sql_schema import engine_events, engines
+
+__all__ = ["SqlEngineStore"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: How long a SQLite writer waits for another process's write lock.
+SQLITE_BUSY_TIMEOUT_SECS = 30.0
+#: How long opening a PostgreSQL connection may take before it is an error.
+POSTGRES_CONNECT_TIMEOUT_SECS = 5.0
+#: How long one PostgreSQL statement may take before it is an error.
+POSTGRES_COMMAND_TIMEOUT_SECS = 60.0
+#: How long a task waits for a pooled connection.
+POOL_TIMEOUT_SECS = 30.0
+#: pg_advisory_xact_lock key that serialises migrations ("rucat" in ASCII).
+_MIGRATION_LOCK_KEY = 0x7275636174
+
+#: Execution option marking a connection that will write (SQLite: BEGIN IMMEDIATE).
+_WRITE_OPTION = "rucat_write"
+
+#: Errors that mean "the database failed", as opposed to a bug in Rucat.
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    OSError,
+    TimeoutError,
+)
+try:  # asyncpg's own errors, raised where SQLAlchemy does not wrap them
+    import asyncpg
+
+    _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError)
+except ImportError:  # pragma: no cover - asyncpg is a dependency
+    pass
+
+
+class SqlEngineStore:
+    """EngineStore on SQLite or PostgreSQL. Open with `open_sqlite`/`open_postgres`."""
+
+    def __init__(self, engine: AsyncEngine, *, description: str, serialise_writes: bool) -> None:
+        self._engine = engine
+        #: Names the database in messages; never contains a password.
+        self.description = description
+        self._write_lock = asyncio.Lock() if serialise_writes else None
+
+    # --- opening --------------------------------------------------------
+
+    @classmethod
+    async def open_sqlite(cls, config: SqliteConfig) -> SqlEngineStore:
+        """Open (creating the file and its folder) and migrate a SQLite database."""
+        path = await asyncio.to_thread(_prepare_sqlite_path, config.path)
+        description = f"SQLite database {path}"
+        engine = create_async_engine(
+            URL.create("sqlite+aiosqlite", database=str(path)),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS},
+            pool_timeout=POOL_TIMEOUT_SECS,
+            hide_parameters=True,
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        store = cls(engine, description=description, serialise_writes=True)
+        await store._open()
+        return store
+
+    @classmethod
+    async def open_postgres(cls, config: PostgresConfig) -> SqlEngineStore:
+        """Connect to and migrate a PostgreSQL database; fails within seconds if unreachable."""
+        url, connect_args = _postgres_url(config.uri.get_secret_value())
+        description = (
+            f"PostgreSQL database {url.database or '(default)'!r} at "
+            f"{url.host or 'localhost'}:{url.port or 5432}"
+        )
+        engine = create_async_engine(
+            url,
+            connect_args={
+                "timeout": POSTGRES_CONNECT_TIMEOUT_SECS,
+                "command_timeout": POSTGRES_COMMAND_TIMEOUT_SECS,
+                "server_settings": {"application_name": "rucat"},
+                **connect_args,
+            },
+            pool_timeout=POOL_TIMEOUT_SECS,
+            hide_parameters=True,
+        )
+        store = cls(engine, description=description, serialise_writes=False)
+        await store._open()
+        return store
+
+    async def _open(self) -> None:
+        try:
+            async with self._write("migrate the schema") as conn:
+                if conn.dialect.name == "postgresql":
+                    # Two processes opening one fresh database migrate it once.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                await conn.run_sync(_upgrade_to_head)
+        except BaseException:
+            await self._engine.dispose()
+            raise
+        log.debug("opened %s", self.description)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # --- transactions and errors ----------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn driver failures into StoreUnavailable/StoreConflict; pass RucatErrors."""
+        try:
+            yield
+        except RucatError:
+            raise
+        except IntegrityError as e:
+            raise StoreConflict(
+                f"{self.description}: cannot {doing}: conflicting write ({_reason(e)})",
+                current=None,
+            ) from e
+        except _DRIVER_ERRORS as e:
+            raise StoreUnavailable(f"{self.description}: cannot {doing}: {_reason(e)}") from e
+
+    @asynccontextmanager
+    async def _read(self, doing: str) -> AsyncIterator[AsyncConnection]:
+        with self._errors(doing):
+            async with self._engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write(self, doing: str) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed if the body returns, rolled back if it raises."""
+        with self._errors(doing):
+            if self._write_lock is None:
+                async with self._write_transaction() as conn:
+                    yield conn
+            else:
+                async with self._write_lock, self._write_transaction() as conn:
+                    yield conn
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    async def _select(self, conn: AsyncConnection, engine_id: EngineId) -> Engine | None:
+        result = await conn.execute(select(engines).where(engines.c.id == engine_id))
+        row = result.mappings().first()
+        return None if row is None else _engine_from_row(row)
+
+    async def _conflict(self, conn: AsyncConnection, current: Engine, doing: str) -> StoreConflict:
+        now = await self._select(conn, current.id)
+        if now is None:
+            why = "it was removed"
+        else:
+            why = f"it is now at revision {now.revision} in state {now.state.value}"
+        return StoreConflict(
+            f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
+            current=now,
+        )
+
+    # --- the EngineStore protocol ---------------------------------------
+
+    async def add(self, *, engine: Engine, actor: str) -> Engine:
+        stored = replace(engine, revision=0)
+        row = _engine_to_row(stored)
+        async with self._write("add an engine") as conn:
+            existing = await self._select(conn, engine.id)
+            if existing is not None:
+                raise StoreConflict(f"engine {engine.id} already exists", current=existing)
+            await conn.execute(insert(engines).values(**row))
+            await conn.execute(
+                insert(engine_events).values(
+                    engine_id=engine.id,
+                    time=row["create_time"],
+                    from_state=None,
+                    to_state=engine.state.value,
+                    message=engine.message,
+                    actor=actor,
+                )
+            )
+        return stored
+
+    async def get(self, *, engine_id: EngineId) -> Engine:
+        async with self._read("read an engine") as conn:
+            found = await self._select(conn, engine_id)
+        if found is None:
+            raise EngineNotFound(engine_id)
+        return found
+
+    async def list(
+        self,
+        *,
+        states: Collection[EngineState] | None = None,
+        limit: int | None = None,
+        after: EngineId | None = None,
+    ) -> builtins.list[Engine]:
+        if limit is not None and limit < 0:
+            raise InvalidRequest(f"limit must be >= 0, got {limit}")
+        query = select(engines).order_by(engines.c.create_time, engines.c.id)
+        if states is not None:
+            query = query.where(engines.c.state.in_([EngineState(s).value for s in states]))
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._read("list engines") as conn:
+            if after is not None:
+                cursor = (
+                    await conn.execute(select(engines.c.create_time).where(engines.c.id == after))
+                ).first()
+                if cursor is None:
+                    raise InvalidRequest(f"unknown cursor {after!r}: no engine has this id")
+                query = query.where(
+                    or_(
+                        engines.c.create_time > cursor.create_time,
+                        and_(engines.c.create_time == cursor.create_time, engines.c.id > after),
+                    )
+                )
+            rows = (await conn.execute(query)).mappings().all()
+        return [_engine_from_row(row) for row in rows]
+
+    async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
+        if new.id != current.id:
+            raise InvalidRequest(f"cannot turn engine {current.id} into engine {new.id}")
+        row = _engine_to_row(replace(new, revision=current.revision + 1))
+        del row["id"]
+        async with self._write("update an engine") as conn:
+            result = await conn.execute(
+                update(engines)
+                .where(engines.c.id == current.id, engines.c.revision == current.revision)
+                .values(**row)
+                .returning(*engines.c)
+            )
+            stored = result.mappings().first()
+            if stored is None:
+                raise await self._conflict(conn, current, "update")
+            if new.state is not current.state:
+                await conn.execute(
+                    insert(engine_events).values(
+                        engine_id=current.id,
+                        time=row["update_time"],
+                        from_state=current.state.value,
+                        to_state=new.state.value,
+                        message=new.message,
+                        actor=actor,
+                    )
+                )
+            return _engine_from_row(stored)
+
+    async def remove(self, *, current: Engine) -> None:
+        async with self._write("remove an engine") as conn:
+            result = await conn.execute(
+                delete(engines).where(
+                    engines.c.id == current.id, engines.c.revision == current.revision
+                )
+            )
+            if result.rowcount != 1:
+                raise await self._conflict(conn, current, "remove")
+            # ON DELETE CASCADE does this too; explicit so no event outlives its engine.
+            await conn.execute(delete(engine_events).where(engine_events.c.engine_id == current.id))
+
+    async def due(self, *, platform: str, now: datetime, limit: int) -> builtins.list[Engine]:
+        if limit < 0:
+            raise InvalidRequest(f"limit must be >= 0, got {limit}")
+        query = (
+            select(engines)
+            .where(
+                engines.c.platform == platform,
+                engines.c.next_update_time <= _utc(now, "now"),
+                engines.c.state.not_in([s.value for s in STABLE_STATES]),
+            )
+            .order_by(engines.c.next_update_time, engines.c.id)
+            .limit(limit)
+        )
+        async with self._read("list due engines") as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_engine_from_row(row) for row in rows]
+
+    async def events(self, *, engine_id: EngineId) -> builtins.list[EngineEvent]:
+        async with self._read("read engine events") as conn:
+            exists = await conn.scalar(select(engines.c.id).where(engines.c.id == engine_id))
+            if exists is None:
+                raise EngineNotFound(engine_id)
+            rows = (
+                (
+                    await conn.execute(
+                        select(engine_events)
+                        .where(engine_events.c.engine_id == engine_id)
+                        .order_by(engine_events.c.seq)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            EngineEvent(
+                engine_id=row["engine_id"],
+                time=row["time"],
+                from_state=None if row["from_state"] is None else EngineState(row["from_state"]),
+                to_state=EngineState(row["to_state"]),
+                message=row["message"],
+                actor=row["actor"],
+            )
+            for row in rows
+        ]
+
+    async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
+        # Only ever moves forward: activity reported out of order never
+        # makes an engine look idle for longer than it is.
+        at = _utc(at, "at")
+        async with self._write("record engine activity") as conn:
+            await conn.execute(
+                update(engines)
+                .where(
+                    engines.c.id == engine_id,
+                    or_(
+                        engines.c.last_activity_time.is_(None),
+                        engines.c.last_activity_time < at,
+                    ),
+                )
+                .values(last_activity_time=at)
+            )
+            exists = await conn.scalar(select(engines.c.id).where(engines.c.id == engine_id))
+            if exists is None:
+                raise EngineNotFound(engine_id)
+
+    async def ping(self) -> None:
+        async with self._read("answer a ping") as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+# --- rows <-> engines -------------------------------------------------------
+
+
+def _utc(value: datetime, what: str) -> datetime:
+    if value.utcoffset() is None:
+        raise InvalidRequest(f"{what} must be a tz-aware datetime, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _engine_to_row(engine: Engine) -> dict[str, Any]:
+    return {
+        "id": engine.id,
+        "name": engine.name,
+        "engine_type": engine.engine_type.value,
+        "version": engine.version,
+        "configs": json.dumps(engine.configs, sort_keys=True, ensure_ascii=False),
+        "state": engine.state.value,
+        "platform": engine.platform,
+        "create_time": _utc(engine.create_time, "create_time"),
+        "update_time": _utc(engine.update_time, "update_time"),
+        "next_update_time": _utc(engine.next_update_time, "next_update_time"),
+        "revision": engine.revision,
+        "message": engine.message,
+        "endpoint": engine.endpoint,
+        "lease_owner": engine.lease_owner,
+        "last_activity_time": (
+            None
+            if engine.last_activity_time is None
+            else _utc(engine.last_activity_time, "last_activity_time")
+        ),
+        "connect_token": engine.connect_token,
+        "saved_logs": engine.saved_logs,
+    }
+
+
+def _engine_from_row(row: RowMapping | Mapping[str, Any]) -> Engine:
+    configs = json.loads(row["configs"])
+    return Engine(
+        id=row["id"],
+        name=row["name"],
+        engine_type=EngineType(row["engine_type"]),
+        version=row["version"],
+        configs={str(k): str(v) for k, v in configs.items()},
+        state=EngineState(row["state"]),
+        platform=row["platform"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        next_update_time=row["next_update_time"],
+        revision=int(row["revision"]),
+        message=row["message"],
+        endpoint=row["endpoint"],
+        lease_owner=row["lease_owner"],
+        last_activity_time=row["last_activity_time"],
+        connect_token=row["connect_token"],
+        saved_logs=row["saved_logs"],
+    )
+
+
+# --- drivers and migrations ---------------------------------------------------
+
+
+def _prepare_sqlite_path(configured: str) -> Path:
+    """The absolute database path, its folder created; ConfigError/StoreUnavailable."""
+    if configured in ("", ":memory:") or configured.startswith("file:"):
+        raise ConfigError(
+            f"database.Sqlite.path: {configured!r} is not a file path; "
+            "SQLite is shared between processes through a file"
+        )
+    path = Path(configured).expanduser().absolute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreUnavailable(
+            f"SQLite database {path}: cannot create folder {path.parent}: {e.strerror or e}"
+        ) from e
+    return path
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Rucat issues BEGIN itself (see _sqlite_on_begin); the driver must not.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        mode = cursor.fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            log.warning("SQLite refused WAL mode (got %s); concurrent access will be slower", mode)
+        # NORMAL is durable in WAL mode except for the last commits at power loss.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A writer takes the write lock up front (waiting up to the busy timeout)
+    # instead of upgrading a read lock later, which SQLite would refuse at once.
+    write = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _postgres_url(uri: str) -> tuple[URL, dict[str, Any]]:
+    """The asyncpg URL for a postgresql:// URI, plus connect arguments from its query."""
+    try:
+        url = make_url(uri)
+    except ArgumentError as e:
+        raise ConfigError("database.Postgres.uri is not a valid URI") from e
+    if url.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
+        raise ConfigError(
+            f"database.Postgres.uri must start with postgresql://, not {url.drivername}://"
+        )
+    query = dict(url.query)
+    connect_args: dict[str, Any] = {}
+    # libpq's sslmode is asyncpg's ssl.
+    sslmode = query.pop("sslmode", None)
+    if sslmode is not None:
+        connect_args["ssl"] = sslmode if isinstance(sslmode, str) else sslmode[0]
+    return url.set(drivername="postgresql+asyncpg", query=query), connect_args
+
+
+def _reason(error: BaseException) -> str:
+    """A short cause without SQL text or parameters."""
+    cause: BaseException = getattr(error, "orig", None) or error
+    text_ = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    name = type(cause).__name__
+    return f"{name}: {text_}" if text_ else name
