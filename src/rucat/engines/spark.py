@@ -260,7 +260,15 @@ def bound_connect_port(log_text: str) -> int | None:
     return None
 
 
-async def connect_version(target: str, *, token: str | None, timeout: float) -> str:
+def probe_session_id(engine_id: EngineId) -> str:
+    """A fixed session id for Rucat's probes of one engine: the server keeps one
+    session for them instead of a new one per probe."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rucat:probe:{engine_id}"))
+
+
+async def connect_version(
+    target: str, *, token: str | None, timeout: float, session_id: str | None = None
+) -> str:
     """Ask a Spark Connect server for its Spark version: a real call, not a TCP check.
 
     `target` is ``host:port``. Raises ConnectionError when it does not answer
@@ -270,7 +278,7 @@ async def connect_version(target: str, *, token: str | None, timeout: float) -> 
     from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
 
     request = base_pb2.AnalyzePlanRequest(
-        session_id=str(uuid.uuid4()),
+        session_id=session_id or str(uuid.uuid4()),
         user_context=base_pb2.UserContext(user_id="rucat"),
         spark_version=base_pb2.AnalyzePlanRequest.SparkVersion(),
     )

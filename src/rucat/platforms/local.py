@@ -1,0 +1,506 @@
+"""The Local platform: each engine is a detached process group on this machine.
+
+Layout, under ``<data_dir>/engines/<engine id>/`` (mode 0700):
+
+- ``engine.log``       stdout and stderr of every run, appended; kept until forget()
+- ``run.json``         the current run: supervisor pid + start time, log offset, port.
+                       Present from start() until stop(); its absence means Absent.
+- ``exit.json``        written by the supervisor when the engine process ends
+- ``spark.properties`` mode 0600: the engine's Connect token and endpoint confs,
+                       so the token never appears on a command line or in an environment
+- ``.lock``            flock'ed by whoever starts or stops the engine (several monitors)
+
+The group's leader is a tiny supervisor (``_supervise.py``) that runs
+spark-submit, waits, and records the exit status, so a monitor started later
+can still say why an engine died. Groups are identified by pid plus start
+time (see `process`), so a restarted monitor adopts its engines and never
+mistakes a reused pid for one. The Spark Connect server binds port 0 and the
+port it really bound is read from its log: concurrent starts cannot collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rucat.config import LocalPlatformConfig
+from rucat.domain.engine import Engine, EngineId, is_engine_id
+from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected, RucatError
+from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
+from rucat.engines import spark
+from rucat.platforms import process
+
+#: Lines of the log quoted in a Failed reason.
+FAILURE_LOG_LINES = 20
+#: How often the watcher looks for engines that became ready (seconds).
+READY_POLL_SECS = 0.2
+#: How often the watcher looks for engines whose process exited (seconds).
+EXIT_POLL_SECS = 1.0
+#: Deadlines of readiness probes: the watcher's are short, inspect's more patient.
+WATCH_PROBE_TIMEOUT = 1.0
+INSPECT_PROBE_TIMEOUT = 5.0
+#: Largest part of a run's log searched for the bound port.
+_PORT_SCAN_BYTES = 4 << 20
+_SUPERVISOR = Path(__file__).with_name("_supervise.py")
+_LOG, _RUN, _EXIT, _PROPS, _LOCK = (
+    "engine.log",
+    "run.json",
+    "exit.json",
+    "spark.properties",
+    ".lock",
+)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What run.json records about the engine's current run."""
+
+    pid: int  # the supervisor: leader of the group, pgid == pid
+    start_time: int  # the supervisor's start time, /proc/<pid>/stat field 22
+    created_at: str
+    log_offset: int  # where this run's output starts in engine.log
+    host: str
+    port: int | None = None  # the port Spark Connect bound, once seen in the log
+
+
+class LocalPlatform:
+    """Engines as local process groups; see the module docstring."""
+
+    name = "Local"
+
+    def __init__(self, config: LocalPlatformConfig, *, data_dir: Path) -> None:
+        self._config = config
+        self._root = Path(data_dir) / "engines"
+        self._locks: dict[EngineId, asyncio.Lock] = {}
+        #: Our own children (supervisors), kept to reap them.
+        self._children: dict[EngineId, subprocess.Popen[bytes]] = {}
+        #: Engines whose readiness the watcher probes: id -> connect token.
+        self._awaiting_ready: dict[EngineId, str | None] = {}
+        #: Engines whose exit was already reported by changes().
+        self._reported_exit: set[EngineId] = set()
+        self._subscribers: set[asyncio.Queue[EngineId]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    # --- paths and small files -------------------------------------------------
+
+    def _dir(self, engine_id: EngineId) -> Path:
+        if not is_engine_id(engine_id):  # it becomes a path: refuse anything odd
+            raise PlatformRejected(f"invalid engine id {engine_id!r}")
+        return self._root / engine_id
+
+    def _read_run(self, engine_id: EngineId) -> _Run | None:
+        try:
+            raw = (self._dir(engine_id) / _RUN).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return _Run(**json.loads(raw))
+        except (ValueError, TypeError) as e:
+            raise PlatformError(f"engine {engine_id}: unreadable {_RUN}: {e}") from e
+
+    def _write_run(self, engine_id: EngineId, run: _Run) -> None:
+        _write_atomically(self._dir(engine_id) / _RUN, json.dumps(asdict(run)))
+
+    def _lock(self, engine_id: EngineId) -> asyncio.Lock:
+        return self._locks.setdefault(engine_id, asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, engine_id: EngineId) -> AsyncIterator[Path]:
+        """This engine, for us alone: in this process (asyncio lock) and across
+        processes (flock on its .lock file). Yields the engine's folder."""
+        folder = self._dir(engine_id)
+        async with self._lock(engine_id):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.05)
+                yield folder
+            finally:
+                os.close(fd)  # releases the flock
+
+    # --- Platform ---------------------------------------------------------------
+
+    async def check(self) -> None:
+        java_home = self._config.java_home
+        if java_home is not None:
+            if not os.access(Path(java_home) / "bin" / "java", os.X_OK):
+                raise ConfigError(
+                    f"platform.Local.java_home: {java_home} has no bin/java; "
+                    "point it at a Java 17+ runtime"
+                )
+        elif not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+            raise ConfigError(
+                "no Java runtime found: install openjdk-17-jre-headless "
+                "or set platform.Local.java_home"
+            )
+        homes = {spark.bundled_spark_version(): str(spark.bundled_spark_home())}
+        for version, home in homes.items():
+            if not os.access(spark.spark_submit(Path(home)), os.X_OK):
+                raise ConfigError(
+                    f"the installed pyspark {version} at {home} has no bin/spark-submit"
+                )
+        for version, home in self._config.spark_homes.items():
+            if not os.access(spark.spark_submit(Path(home)), os.X_OK):
+                raise ConfigError(
+                    f"platform.Local.spark_homes.{version}: {home} has no bin/spark-submit"
+                )
+
+    async def start(self, *, engine: Engine) -> None:
+        async with self._exclusive(engine.id) as folder:
+            run = self._read_run(engine.id)
+            if run is not None and process.group_members(run.pid, run.start_time):
+                self._awaiting_ready[engine.id] = engine.connect_token
+                return  # already running: adopt it
+            self._launch(engine, folder)
+            self._awaiting_ready[engine.id] = engine.connect_token
+            self._reported_exit.discard(engine.id)
+
+    def _launch(self, engine: Engine, folder: Path) -> None:
+        try:
+            spark_home = spark.spark_home_for(engine.version, self._config.spark_homes)
+        except RucatError as e:
+            raise PlatformRejected(f"{e.message} on the Local platform") from e
+        bundled = spark_home == spark.bundled_spark_home()
+        host = self._config.host
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUCAT_")}
+        env["SPARK_HOME"] = str(spark_home)
+        env["SPARK_LOCAL_IP"] = host  # the driver, its UI and block manager bind here
+        if self._config.java_home is not None:
+            env["JAVA_HOME"] = self._config.java_home
+        if bundled:  # Python UDFs run in workers that need this pyspark
+            env.setdefault("PYSPARK_PYTHON", sys.executable)
+        conf_dir = Path(env["SPARK_CONF_DIR"]) if "SPARK_CONF_DIR" in env else None
+        # Defaults first (spark-defaults.conf, then Rucat's), the endpoint last.
+        properties = {
+            "spark.local.dir": str(folder / "tmp"),
+            **spark.connect_properties(token=engine.connect_token, address=host, port=0),
+        }
+        text = spark.properties_text(
+            properties, defaults=spark.spark_defaults_text(spark_home, conf_dir)
+        )
+        _write_private(folder / _PROPS, text)
+        confs = {
+            "spark.app.name": spark.app_name(engine.id),
+            "spark.driver.host": host,
+            "spark.driver.bindAddress": host,
+            **engine.configs,
+        }
+        argv = spark.connect_server_argv(
+            spark_home, master="local[*]", confs=confs, properties_file=folder / _PROPS
+        )
+        with contextlib.suppress(FileNotFoundError):
+            (folder / _EXIT).unlink()
+        now = datetime.now(UTC)
+        with open(folder / _LOG, "ab") as log:
+            offset = log.tell()
+            log.write(
+                f"rucat: starting Spark {engine.version} engine {engine.id} "
+                f"at {now.isoformat(timespec='seconds')}\n".encode()
+            )
+            log.flush()
+            try:
+                child = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-I",
+                        "-S",
+                        str(_SUPERVISOR),
+                        str(folder / _EXIT),
+                        "--",
+                        *argv,
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=folder,
+                    env=env,
+                    start_new_session=True,  # its own group and session: outlives us
+                    close_fds=True,
+                )
+            except OSError as e:
+                raise PlatformError(f"cannot start the engine's supervisor: {e}") from e
+        started = process.start_time(child.pid)
+        if started is None:  # exited already; it still was this process group
+            child.wait()
+            started = -1
+        self._children[engine.id] = child
+        self._write_run(
+            engine.id,
+            _Run(
+                pid=child.pid,
+                start_time=started,
+                created_at=now.isoformat(),
+                log_offset=offset,
+                host=host,
+            ),
+        )
+
+    async def inspect(self, *, engine: Engine) -> Observation:
+        self._reap(engine.id)
+        try:
+            run = self._read_run(engine.id)
+        except PlatformError as e:
+            return Unknown(e.message)
+        if run is None:
+            return Absent()
+        if not process.group_members(run.pid, run.start_time):
+            return Failed(self._failure_reason(engine.id, run))
+        self._awaiting_ready.setdefault(engine.id, engine.connect_token)
+        port = self._bound_port(engine.id, run)
+        if port is None:
+            return Pending("the Spark Connect server has not opened its port yet")
+        try:
+            await spark.connect_version(
+                f"{run.host}:{port}",
+                token=engine.connect_token,
+                timeout=INSPECT_PROBE_TIMEOUT,
+                session_id=spark.probe_session_id(engine.id),
+            )
+        except ConnectionError:
+            return Pending(f"the Spark Connect server on port {port} does not answer yet")
+        except PermissionError as e:
+            return Unknown(str(e))
+        return Ready(f"sc://{run.host}:{port}")
+
+    def _bound_port(self, engine_id: EngineId, run: _Run) -> int | None:
+        """The port this run's Spark Connect server bound, from its log (cached in run.json)."""
+        if run.port is not None:
+            return run.port
+        try:
+            with open(self._dir(engine_id) / _LOG, "rb") as f:
+                f.seek(run.log_offset)
+                text = f.read(_PORT_SCAN_BYTES).decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
+        port = spark.bound_connect_port(text)
+        if port is not None:
+            with contextlib.suppress(OSError):  # only a cache
+                self._write_run(engine_id, replace(run, port=port))
+        return port
+
+    def _failure_reason(self, engine_id: EngineId, run: _Run) -> str:
+        folder = self._dir(engine_id)
+        try:
+            status = json.loads((folder / _EXIT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            status = None
+        if status is None:
+            how = "stopped without an exit status (its supervisor was killed)"
+        elif status.get("returncode") is None:
+            how = f"could not be started: {status.get('error', 'unknown error')}"
+        else:
+            how = _describe_exit(int(status["returncode"]))
+        lines = _tail(folder / _LOG, FAILURE_LOG_LINES, start=run.log_offset)
+        reason = f"the Spark Connect server {how}"
+        return f"{reason}; last log lines:\n{lines}" if lines else reason
+
+    async def stop(self, *, engine: Engine) -> None:
+        if not self._dir(engine.id).exists():
+            self._forget_memory(engine.id)
+            return
+        async with self._exclusive(engine.id) as folder:
+            run = self._read_run(engine.id)
+            if run is not None:
+                await self._end_group(engine.id, run)
+                _append(folder / _LOG, f"rucat: engine stopped at {_now()}\n")
+            for leftover in (_RUN, _EXIT, _PROPS):
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / leftover).unlink()
+            self._forget_memory(engine.id)
+
+    async def _end_group(self, engine_id: EngineId, run: _Run) -> None:
+        """SIGTERM to the group, SIGKILL after the grace period; returns once no
+        process of the group remains."""
+        if process.signal_group(run.pid, run.start_time, signal.SIGTERM):
+            deadline = time.monotonic() + self._config.stop_grace_secs
+            # Polling /proc: a process we did not start gives no event to wait on.
+            while time.monotonic() < deadline and self._group_alive(engine_id, run):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30.0
+        while self._group_alive(engine_id, run):
+            process.signal_group(run.pid, run.start_time, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                raise PlatformError(f"engine {engine_id}: processes survive SIGKILL")
+            await asyncio.sleep(0.05)
+
+    def _group_alive(self, engine_id: EngineId, run: _Run) -> bool:
+        self._reap(engine_id)
+        return bool(process.group_members(run.pid, run.start_time))
+
+    def _reap(self, engine_id: EngineId) -> None:
+        child = self._children.get(engine_id)
+        if child is not None and child.poll() is not None:
+            del self._children[engine_id]
+
+    def _forget_memory(self, engine_id: EngineId) -> None:
+        self._reap(engine_id)
+        self._awaiting_ready.pop(engine_id, None)
+        self._reported_exit.discard(engine_id)
+
+    async def forget(self, *, engine: Engine) -> None:
+        await self.stop(engine=engine)
+        folder = self._dir(engine.id)
+        async with self._lock(engine.id):
+            await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
+        self._locks.pop(engine.id, None)
+
+    async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
+        path = self._dir(engine.id) / _LOG
+        if tail is None:
+            try:
+                return path.read_bytes().decode("utf-8", "replace")
+            except FileNotFoundError:
+                return ""
+        return _tail(path, tail)
+
+    # --- changes ----------------------------------------------------------------
+
+    async def changes(self) -> AsyncIterator[EngineId]:
+        """Ids of engines whose process exited, or whose endpoint started answering."""
+        queue: asyncio.Queue[EngineId] = asyncio.Queue()
+        self._subscribers.add(queue)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch(), name="rucat-local-watch")
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+    def _emit(self, engine_id: EngineId) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(engine_id)
+
+    async def _watch(self) -> None:
+        last_exit_check = 0.0
+        while True:
+            for engine_id, token in list(self._awaiting_ready.items()):
+                with contextlib.suppress(Exception):
+                    if await self._answers(engine_id, token):
+                        self._awaiting_ready.pop(engine_id, None)
+                        self._emit(engine_id)
+            if time.monotonic() - last_exit_check >= EXIT_POLL_SECS:
+                last_exit_check = time.monotonic()
+                with contextlib.suppress(Exception):
+                    for engine_id in self._exited():
+                        self._reported_exit.add(engine_id)
+                        self._awaiting_ready.pop(engine_id, None)
+                        self._emit(engine_id)
+            await asyncio.sleep(READY_POLL_SECS)
+
+    async def _answers(self, engine_id: EngineId, token: str | None) -> bool:
+        run = self._read_run(engine_id)
+        if run is None:
+            self._awaiting_ready.pop(engine_id, None)
+            return False
+        port = self._bound_port(engine_id, run)
+        if port is None:
+            return False
+        try:
+            await spark.connect_version(
+                f"{run.host}:{port}",
+                token=token,
+                timeout=WATCH_PROBE_TIMEOUT,
+                session_id=spark.probe_session_id(engine_id),
+            )
+        except (ConnectionError, PermissionError):
+            return False
+        return True
+
+    def _exited(self) -> list[EngineId]:
+        """Engines with a current run whose processes are all gone, not reported yet."""
+        try:
+            folders = [p for p in self._root.iterdir() if (p / _RUN).exists()]
+        except FileNotFoundError:
+            return []
+        processes = process.snapshot()
+        out = []
+        for folder in folders:
+            engine_id = folder.name
+            if engine_id in self._reported_exit or not is_engine_id(engine_id):
+                continue
+            self._reap(engine_id)
+            try:
+                run = self._read_run(engine_id)
+            except PlatformError:
+                continue
+            if run is not None and not process.group_members(run.pid, run.start_time, processes):
+                out.append(engine_id)
+        return out
+
+    async def close(self) -> None:
+        """Stop watching. Engines keep running: a later platform adopts them."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"was killed by signal {-returncode} ({name})"
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "ab") as f:
+        f.write(text.encode())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, without a moment of wider access."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)  # if it existed with a wider mode
+        f.write(text)
+
+
+def _tail(path: Path, lines: int, *, start: int = 0) -> str:
+    """The last `lines` lines of `path` from byte `start` on; '' if there is none."""
+    if lines <= 0:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos, data = end, b""
+            while pos > start and data.count(b"\n") <= lines:
+                step = min(64 << 10, pos - start)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return ""
+    kept = data.decode("utf-8", "replace").splitlines(keepends=True)[-lines:]
+    return "".join(kept)
