@@ -19,10 +19,11 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 
-from rucat.config import PlatformConfig, RucatConfig
+from rucat.config import RucatConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
 from rucat.domain.errors import EngineNotFound, PlatformError
 from rucat.domain.state import EngineState, UserAction
+from rucat.engines.spark import validate_request
 from rucat.platforms import Platform
 from rucat.server.actions import apply_user_action
 from rucat.server.auth import Authenticator
@@ -61,16 +62,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _validate_for_platform(request: CreateEngineRequest, platform: PlatformConfig) -> None:
-    """The engine type's own checks (versions the platform runs, reserved confs)."""
-    try:
-        from rucat.engines.spark import validate_request  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the Spark engine module is not in this build yet
-        log.warning("rucat.engines.spark is missing: versions and confs are not checked")
-        return
-    validate_request(request, platform)
 
 
 def create_app(
@@ -132,7 +123,7 @@ def create_app(
             version=body.version,
             configs=dict(body.configs),
         )
-        _validate_for_platform(wanted, config.platform)
+        validate_request(wanted, config.platform)  # versions the platform runs, reserved confs
         engine = new_engine(wanted, platform=config.platform.variant, now=clock())
         stored = await store.add(engine=engine, actor=actor_of(request))
         log.info(
