@@ -31,6 +31,7 @@ from kubernetes_validate import utils as kv
 from tools.get_helm import HelmUnavailable, helm_path
 
 from rucat.config import RucatConfig, load_config
+from rucat.platforms.k8s_manifests import DRIVER_RULES, MONITOR_RULES
 from tests.integration.test_dockerfile import (
     DOCKERFILE,
     final_stage,
@@ -326,6 +327,16 @@ def platform_section(rendered: Rendered) -> dict[str, Any]:
     return platform
 
 
+def rule_grants(rules: list[dict[str, Any]]) -> set[str]:
+    return {
+        f"{resource}:{verb}"
+        for rule in rules
+        if rule["apiGroups"] == [""]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
 def test_monitor_role_grants_what_the_kubernetes_platform_needs(rendered: Rendered) -> None:
     dep, _ = rendered.container("monitor")
     account = dep["spec"]["template"]["spec"]["serviceAccountName"]
@@ -336,6 +347,8 @@ def test_monitor_role_grants_what_the_kubernetes_platform_needs(rendered: Render
         for resource in ("pods", "services", "secrets")
         for verb in ("create", "delete", "get", "list", "watch", "patch")
     } | {"pods/log:get"}
+    # ... and whatever the platform itself declares it needs.
+    needed |= rule_grants(MONITOR_RULES)
     assert needed <= grants, f"missing: {sorted(needed - grants)}"
     assert not any(g.startswith(("roles", "rolebindings", "serviceaccounts")) for g in grants)
 
@@ -349,24 +362,31 @@ def test_driver_service_account_may_manage_its_executors(rendered: Rendered) -> 
         f"{resource}:{verb}"
         for resource in ("pods", "services", "configmaps", "persistentvolumeclaims")
         for verb in ("create", "delete", "get", "list", "watch")
-    }
+    } | rule_grants(DRIVER_RULES)
     assert needed <= grants, f"missing: {sorted(needed - grants)}"
-    assert "secrets:get" not in grants
+    assert not any(g.startswith("secrets:") for g in grants)
 
 
-def test_server_container_gets_no_kubernetes_credentials(rendered: Rendered) -> None:
-    dep, server = rendered.container("server")
-    pod = dep["spec"]["template"]["spec"]
-    token_path = "/var/run/secrets/kubernetes.io/serviceaccount"
-    if pod.get("automountServiceAccountToken") is False:
-        account = rendered.one("ServiceAccount", pod["serviceAccountName"])
-        assert not granted(rendered, account["metadata"]["name"], NAMESPACE, NAMESPACE)
-        return
-    # Sharing a pod with the monitor: an empty folder hides the pod's token.
-    mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
-    assert token_path in mounts
-    volume = next(v for v in pod["volumes"] if v["name"] == mounts[token_path])
-    assert volume == {"name": mounts[token_path], "emptyDir": {}}
+def test_server_reads_driver_logs_and_changes_nothing_on_its_own_account(
+    postgres: Rendered,
+) -> None:
+    dep, _ = postgres.container("server")
+    account = dep["spec"]["template"]["spec"]["serviceAccountName"]
+    assert (
+        account
+        != postgres.container("monitor")[0]["spec"]["template"]["spec"]["serviceAccountName"]
+    )
+    grants = granted(postgres, account, NAMESPACE, platform_section(postgres)["namespace"])
+    assert {"pods:get", "pods/log:get"} <= grants
+    writes = {"create", "delete", "deletecollection", "patch", "update"}
+    assert not [g for g in grants if g.split(":")[1] in writes]
+
+
+def test_with_sqlite_the_one_pod_runs_as_the_monitor(default: Rendered) -> None:
+    (dep,) = default.of("Deployment")
+    account = dep["spec"]["template"]["spec"]["serviceAccountName"]
+    grants = granted(default, account, NAMESPACE, platform_section(default)["namespace"])
+    assert {"pods:create", "pods/log:get"} <= grants
 
 
 # --- config -------------------------------------------------------------------
