@@ -77,6 +77,8 @@ def create_app(
         title="Rucat",
         summary="A control plane for Spark Connect engines.",
         version="0.1.0",
+        # A body without Content-Type is read as JSON (curl users forget -H).
+        strict_content_type=False,
     )
     authenticator = Authenticator(config.auth_provider)
     metrics = Metrics()

@@ -73,8 +73,8 @@ def describe_validation_error(errors: Sequence[Any]) -> str:
         message = str(error.get("msg", "invalid"))
         # Messages from our own validators arrive as "Value error, <ours>".
         message = message.removeprefix("Value error, ")
-        if kind == "missing" and loc == ["body"]:
-            parts.append("body: a JSON object is required")
+        if loc == ["body"] and kind in ("missing", "model_attributes_type", "dict_type"):
+            parts.append("body must be a JSON object (sent as Content-Type: application/json)")
             continue
         parts.append(f"{_location(loc)}: {message}")
     return "; ".join(parts) or "invalid request"

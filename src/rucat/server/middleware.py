@@ -35,6 +35,9 @@ log = logging.getLogger("rucat.server")
 OPEN_PATHS = frozenset({"/health"})
 #: Route label for requests that match no route (bounded cardinality).
 UNMATCHED = "<unmatched>"
+#: Bytes of a refused (413) body read and discarded before answering; past
+#: this the connection is closed mid-body.
+DRAIN_LIMIT_BYTES = 16 << 20
 
 
 class _BodyTooLarge(Exception):
@@ -138,6 +141,8 @@ class RequestMiddleware:
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            if int(declared) <= self._drain_limit:
+                await self._drain(receive, 0)
             raise _BodyTooLarge
         chunks: list[bytes] = []
         size = 0
@@ -148,10 +153,30 @@ class RequestMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive, size)
                 raise _BodyTooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), False
+
+    @property
+    def _drain_limit(self) -> int:
+        return max(DRAIN_LIMIT_BYTES, self.max_body_bytes)
+
+    async def _drain(self, receive: Receive, seen: int) -> None:
+        """Discard the rest of a refused body (bounded), so the client can read the 413.
+
+        HTTP/1.1 clients send the whole body before reading the answer; a
+        server that answers and closes mid-body looks like a network error.
+        """
+        while seen <= self._drain_limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     def _route_template(self, scope: Scope) -> str:
         route = scope.get("route")
