@@ -262,9 +262,10 @@ class LocalPlatform:
             return Absent()
         if not process.group_members(run.pid, run.start_time):
             return Failed(self._failure_reason(engine.id, run))
-        self._awaiting_ready.setdefault(engine.id, engine.connect_token)
         port = self._bound_port(engine.id, run)
         if port is None:
+            # Not ready yet: the watcher reports (changes()) when it is.
+            self._awaiting_ready.setdefault(engine.id, engine.connect_token)
             return Pending("the Spark Connect server has not opened its port yet")
         try:
             await spark.connect_version(
@@ -274,9 +275,11 @@ class LocalPlatform:
                 session_id=spark.probe_session_id(engine.id),
             )
         except ConnectionError:
+            self._awaiting_ready.setdefault(engine.id, engine.connect_token)
             return Pending(f"the Spark Connect server on port {port} does not answer yet")
         except PermissionError as e:
             return Unknown(str(e))
+        self._awaiting_ready.pop(engine.id, None)
         return Ready(f"sc://{run.host}:{port}")
 
     def _bound_port(self, engine_id: EngineId, run: _Run) -> int | None:

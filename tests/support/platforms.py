@@ -1,0 +1,106 @@
+"""Platforms the platform contract suite runs over.
+
+`PLATFORMS` is a list of (id, PlatformUnderTest). Each entry says how to make
+the platform on a data dir, what it needs installed, and how the suite can
+look at engines from outside the platform (count the engine's servers, crash
+one, reach its endpoint from the test process). Add a platform by appending
+one entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rucat.config import LocalPlatformConfig
+from rucat.domain.engine import Engine
+from rucat.engines.spark import app_name
+from rucat.platforms import Platform
+from rucat.platforms.local import LocalPlatform
+from tests.support import require_java
+
+
+@dataclass(frozen=True)
+class PlatformUnderTest:
+    #: Skips (or fails under CI) when the platform's prerequisites are missing.
+    require: Callable[[], None]
+    #: A platform keeping its files under the data dir. A second call on the same
+    #: dir is what a restarted monitor would open.
+    make: Callable[[Path], Platform]
+    #: How many Spark Connect servers of the engine run, seen from outside the platform.
+    servers: Callable[[Engine], Awaitable[int]]
+    #: Kill the engine's server abruptly, as a crash or `kill -9` would.
+    crash: Callable[[Engine], Awaitable[None]]
+    #: A pyspark connection string for a Ready endpoint, with the engine's token.
+    client_url: Callable[[str, str | None], str]
+
+
+# --- Local ------------------------------------------------------------------
+
+
+def local_server_pids(engine: Engine) -> list[int]:
+    """Live Spark Connect server JVMs of the engine, found by scanning /proc.
+
+    The server's command line names the engine (spark.app.name=rucat-<id>);
+    spark-submit's short-lived launcher JVM carries the same arguments and is left out.
+    """
+    marker = f"spark.app.name={app_name(engine.id)}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state = stat.rpartition(")")[2].split()[0]
+        if (
+            marker in args
+            and args[0].endswith(b"java")
+            and b"org.apache.spark.launcher.Main" not in args
+            and state not in ("Z", "X")
+        ):
+            pids.append(int(entry))
+    return pids
+
+
+async def _local_servers(engine: Engine) -> int:
+    return len(local_server_pids(engine))
+
+
+async def _local_crash(engine: Engine) -> None:
+    pids = local_server_pids(engine)
+    assert pids, f"no server JVM of engine {engine.id} to kill"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0)
+
+
+def _local_make(data_dir: Path) -> Platform:
+    return LocalPlatform(LocalPlatformConfig(stop_grace_secs=15.0), data_dir=data_dir)
+
+
+def local_client_url(endpoint: str, token: str | None) -> str:
+    """pyspark uses TLS with a token unless the host is literally `localhost`."""
+    port = urlsplit(endpoint.replace("sc://", "http://", 1)).port
+    url = f"sc://localhost:{port}"
+    return f"{url}/;token={token}" if token else url
+
+
+LOCAL = PlatformUnderTest(
+    require=require_java,
+    make=_local_make,
+    servers=_local_servers,
+    crash=_local_crash,
+    client_url=local_client_url,
+)
+
+PLATFORMS: list[tuple[str, PlatformUnderTest]] = [
+    ("local", LOCAL),
+]
