@@ -138,9 +138,9 @@ async def test_a_ready_engine_runs_a_query_with_its_token(fleet: Fleet) -> None:
 
 async def test_a_connection_without_the_engine_token_is_refused(fleet: Fleet) -> None:
     endpoint = fleet.steady.ready.endpoint
-    with pytest.raises(Exception, match="(?i)unauthenticated|authentication"):
+    with pytest.raises(Exception, match=r"(?i)unauthenticated|authentication"):
         await asyncio.wait_for(query(fleet.put, endpoint, None, "select 1"), timeout=60)
-    with pytest.raises(Exception, match="(?i)unauthenticated|authentication"):
+    with pytest.raises(Exception, match=r"(?i)unauthenticated|authentication"):
         await asyncio.wait_for(query(fleet.put, endpoint, "not-the-token", "select 1"), 60)
 
 
