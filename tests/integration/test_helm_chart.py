@@ -48,7 +48,7 @@ RELEASE, NAMESPACE = "rucat", "rucat"
 DEFAULT: dict[str, Any] = {}
 POSTGRES: dict[str, Any] = {
     "database": {"type": "postgres", "postgres": {"uri": "postgresql://rucat:pg-pass@pg:5432/r"}},
-    "server": {"replicas": 2},
+    "server": {"replicas": 2, "connectTlsSecret": "rucat-connect-tls"},
     "monitor": {"replicas": 3},
     "auth": {"bearerToken": "tok-123", "username": "admin", "password": "basic-pass"},
     "spark": {
@@ -56,7 +56,12 @@ POSTGRES: dict[str, Any] = {
         "images": {"4.0.1": "registry.example/spark:4.0.1"},
         "versions": ["4.0.1"],
     },
-    "config": {"check_interval_secs": 2, "max_concurrency": 8},
+    "config": {
+        "check_interval_secs": 2,
+        "max_concurrency": 8,
+        # Deep-merged into the generated platform section.
+        "platform": {"Kubernetes": {"fail_when_unschedulable": False}},
+    },
 }
 EXISTING_SECRETS: dict[str, Any] = {
     "database": {
@@ -69,6 +74,7 @@ EXISTING_SECRETS: dict[str, Any] = {
 USER_SECRETS = {
     "my-pg": {"uri": "postgresql://u:p@elsewhere/db"},
     "my-auth": {"bearer-token": "their-token", "password": "their-pass"},
+    "rucat-connect-tls": {"tls.crt": "PEM", "tls.key": "PEM"},
 }
 VALUE_SETS = {"default": DEFAULT, "postgres": POSTGRES, "existing-secrets": EXISTING_SECRETS}
 
@@ -266,6 +272,9 @@ def test_every_reference_between_objects_resolves(rendered: Rendered) -> None:
         for volume in volumes.values():
             if "configMap" in volume:
                 assert exists("ConfigMap", volume["configMap"]["name"])
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                assert name in USER_SECRETS or exists("Secret", name), name
             if "persistentVolumeClaim" in volume:
                 assert exists("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
         for container in pod["spec"]["containers"]:
@@ -454,12 +463,27 @@ def test_postgres_values_reach_rucat_from_the_secret_only(
         assert kubernetes is not None
         assert kubernetes.namespace == "rucat-engines"
         assert kubernetes.images == {"4.0.1": "registry.example/spark:4.0.1"}
+        assert kubernetes.fail_when_unschedulable is False
+        assert kubernetes.service_account == "rucat-spark"
     server = load_as(postgres, "server", tmp_path, clean_env)
     assert server.auth_provider is not None
     auth = server.auth_provider.StaticAuthProviderConfig
     assert auth is not None and auth.username == "admin"
     assert auth.password is not None and auth.password.get_secret_value() == "basic-pass"
     assert auth.bearer_token is not None and auth.bearer_token.get_secret_value() == "tok-123"
+
+
+def test_proxy_tls_files_are_mounted_where_the_config_points(postgres: Rendered) -> None:
+    config = json.loads(postgres.config_text())
+    dep, server = postgres.container("server")
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    for key, file in (("connect_tls_cert", "tls.crt"), ("connect_tls_key", "tls.key")):
+        path = Path(config[key])
+        assert path.name == file
+        (mount,) = [m for m in server["volumeMounts"] if Path(m["mountPath"]) == path.parent]
+        assert mount["readOnly"] is True
+        secret = volumes[mount["name"]]["secret"]["secretName"]
+        assert file in USER_SECRETS[secret]
 
 
 def test_users_own_secrets_are_read_and_no_chart_secret_is_made(

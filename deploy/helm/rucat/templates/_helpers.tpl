@@ -105,6 +105,10 @@ rucat.env), which Rucat merges over this file.
 {{- $_ := set $k8s "versions" . -}}
 {{- end -}}
 {{- $cfg := dict "database" $db "platform" (dict "Kubernetes" $k8s) "host" "0.0.0.0" "port" (int .Values.server.port) "connect_port" (int .Values.server.connectPort) "data_dir" "/data" -}}
+{{- if .Values.server.connectTlsSecret -}}
+{{- $_ := set $cfg "connect_tls_cert" "/etc/rucat-tls/tls.crt" -}}
+{{- $_ := set $cfg "connect_tls_key" "/etc/rucat-tls/tls.key" -}}
+{{- end -}}
 {{- $cfg = mergeOverwrite $cfg (deepCopy .Values.config) -}}
 {{- toPrettyJson $cfg -}}
 {{- end -}}
