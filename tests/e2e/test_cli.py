@@ -1,0 +1,325 @@
+"""`rucat engine ...` against real Rucat processes.
+
+Most tests drive the CLI in process (Typer's CliRunner: same code, separate
+stdout and stderr) against a real `rucat server` process with token auth
+and its own SQLite file; no monitor runs there, so engines stay in
+WaitToStart. A few run the installed `rucat` entry point as a subprocess to
+check exit codes and the stdout/stderr split a shell sees. The last test
+drives a real `rucat up` with one real Spark engine end to end, and queries it
+with the SDK's `spark_session()` through the Spark Connect proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from rucat.cli import app
+from rucat.client import RucatClient
+from rucat.engines.spark import bundled_spark_version
+from tests.support import free_port, require_java
+from tests.support.processes import RUCAT, rucat, rucat_up, write_config
+
+TOKEN = "cli-test-token"
+VERSION = bundled_spark_version()
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real `rucat server` (REST only, no monitor) requiring a bearer token."""
+    tmp = tmp_path_factory.mktemp("cli")
+    port = free_port()
+    cfg = write_config(
+        tmp / "config.json",
+        auth_provider={"StaticAuthProviderConfig": {"bearer_token": TOKEN}},
+        database={"Sqlite": {"path": str(tmp / "rucat.db")}},
+        data_dir=str(tmp / "data"),
+        connect_port=None,
+    )
+    with rucat("server", "--config-path", str(cfg), "--port", str(port), tmp=tmp, name="srv") as p:
+        url = f"http://127.0.0.1:{port}"
+        p.wait_http(url)
+        yield Server(url=url, env={"RUCAT_URL": url, "RUCAT_TOKEN": TOKEN})
+
+
+def cli(server: Server, *args: str, env: dict[str, str] | None = None) -> Result:
+    """`rucat <args>` in process, configured through the environment as a user would."""
+    return CliRunner().invoke(app, list(args), env={**server.env, **(env or {})})
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result.stdout
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(ok(result))
+
+
+def create(server: Server, name: str, *extra: str) -> str:
+    engine_id = ok(cli(server, "engine", "create", name, "--version", VERSION, *extra)).strip()
+    assert engine_id.isalnum(), engine_id
+    return engine_id
+
+
+# --- the happy paths ------------------------------------------------------------
+
+
+def test_create_prints_the_id_and_get_shows_the_engine(server: Server) -> None:
+    engine_id = create(server, "etl", "--conf", "spark.executor.memory=1g", "-c", "a.b=x=y")
+
+    info = as_json(cli(server, "engine", "get", engine_id, "--output", "json"))
+
+    assert info["id"] == engine_id
+    assert info["name"] == "etl"
+    assert info["state"] == "WaitToStart"
+    assert info["version"] == VERSION
+    assert info["configs"] == {"spark.executor.memory": "1g", "a.b": "x=y"}
+    assert info["create_time"]
+
+    table = ok(cli(server, "engine", "get", engine_id))
+    assert engine_id in table
+    assert "WaitToStart" in table
+    assert "spark.executor.memory=1g" in table
+
+
+def test_create_with_json_output_prints_the_id_as_json(server: Server) -> None:
+    created = as_json(
+        cli(server, "engine", "create", "scripted", "--version", VERSION, "-o", "json")
+    )
+    assert set(created) == {"id"}
+    assert as_json(cli(server, "engine", "get", created["id"], "-o", "json"))["name"] == "scripted"
+
+
+def test_list_prints_a_table_of_engines_and_json_for_scripts(server: Server) -> None:
+    first = create(server, "list-one")
+    second = create(server, "list-two")
+    ok(cli(server, "engine", "stop", second))
+
+    table = ok(cli(server, "engine", "list"))
+    header = table.splitlines()[1]
+    for column in ("id", "name", "state", "version", "create_time"):
+        assert column in header
+    row = next(line for line in table.splitlines() if first in line)
+    assert "list-one" in row
+    assert "WaitToStart" in row
+    assert VERSION in row
+
+    listed = as_json(cli(server, "engine", "list", "--output", "json"))
+    ids = [item["id"] for item in listed]
+    assert ids.index(first) < ids.index(second)
+    terminated = as_json(cli(server, "engine", "list", "--state", "Terminated", "-o", "json"))
+    assert second in [item["id"] for item in terminated]
+    assert first not in [item["id"] for item in terminated]
+
+
+def test_list_pages_with_limit_and_after(server: Server) -> None:
+    for n in range(3):
+        create(server, f"page-{n}")
+    everything = [i["id"] for i in as_json(cli(server, "engine", "list", "-o", "json"))]
+
+    page = as_json(cli(server, "engine", "list", "--limit", "2", "-o", "json"))
+    rest = as_json(cli(server, "engine", "list", "--after", page[-1]["id"], "-o", "json"))
+
+    assert [i["id"] for i in page + rest] == everything
+
+
+def test_stop_restart_delete_print_the_new_state(server: Server) -> None:
+    engine_id = create(server, "actions")
+
+    assert ok(cli(server, "engine", "stop", engine_id)) == f"{engine_id}: Terminated\n"
+    restarted = as_json(cli(server, "engine", "restart", engine_id, "-o", "json"))
+    assert restarted["state"] == "WaitToStart"
+    assert ok(cli(server, "engine", "delete", engine_id)) == f"{engine_id}: deleted\n"
+
+    gone = cli(server, "engine", "get", engine_id)
+    assert gone.exit_code == 1
+    assert "not found" in gone.stderr
+
+
+def test_events_show_each_transition(server: Server) -> None:
+    engine_id = create(server, "history")
+    ok(cli(server, "engine", "stop", engine_id))
+
+    found = as_json(cli(server, "engine", "events", engine_id, "-o", "json"))
+    table = ok(cli(server, "engine", "events", engine_id))
+
+    assert [(e["from_state"], e["to_state"]) for e in found] == [
+        (None, "WaitToStart"),
+        ("WaitToStart", "Terminated"),
+    ]
+    assert found[1]["actor"] == "bearer"
+    assert "Terminated" in table
+    assert "bearer" in table
+
+
+def test_logs_of_an_engine_that_never_ran_are_empty(server: Server) -> None:
+    engine_id = create(server, "quiet")
+    assert ok(cli(server, "engine", "logs", engine_id, "--tail", "10")) == ""
+    assert as_json(cli(server, "engine", "logs", engine_id, "-o", "json")) == {
+        "id": engine_id,
+        "logs": "",
+    }
+
+
+def test_connect_url_routes_through_the_proxy_with_the_token(server: Server) -> None:
+    engine_id = create(server, "connectable")
+
+    result = cli(server, "engine", "connect-url", engine_id, "--proxy-port", "15999")
+
+    assert ok(result) == f"sc://localhost:15999/;x-rucat-engine-id={engine_id};token={TOKEN}\n"
+    assert "WaitToStart" in result.stderr  # a note: it is not Running yet
+    checked = as_json(cli(server, "engine", "connect-url", engine_id, "-o", "json"))
+    assert checked["state"] == "WaitToStart"
+    assert checked["connect_url"].startswith("sc://localhost:15002/")
+
+
+# --- failures -------------------------------------------------------------------
+
+
+def test_a_refused_action_exits_1_with_the_servers_detail_and_no_traceback(
+    server: Server,
+) -> None:
+    engine_id = create(server, "refused")
+    ok(cli(server, "engine", "stop", engine_id))
+
+    again = cli(server, "engine", "stop", engine_id)
+
+    assert again.exit_code == 1
+    assert again.stdout == ""
+    assert again.stderr.startswith("error: ")
+    assert "Terminated" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_bad_input_exits_1_saying_what_is_wrong(server: Server) -> None:
+    bad_version = cli(server, "engine", "create", "etl", "--version", "latest")
+    assert bad_version.exit_code == 1
+    assert "latest" in bad_version.stderr
+
+    bad_conf = cli(server, "engine", "create", "etl", "--version", VERSION, "--conf", "novalue")
+    assert bad_conf.exit_code == 2  # a usage error, caught before any request
+    assert "KEY=VALUE" in bad_conf.stderr
+
+
+def test_wrong_or_missing_credentials_exit_1_with_unauthorized(server: Server) -> None:
+    wrong = cli(server, "engine", "list", env={"RUCAT_TOKEN": "nope"})
+    assert wrong.exit_code == 1
+    assert "invalid credentials" in wrong.stderr
+
+    flag_wins = cli(server, "engine", "list", "--token", TOKEN, env={"RUCAT_TOKEN": "nope"})
+    assert flag_wins.exit_code == 0, flag_wins.stderr
+
+
+def test_an_unreachable_server_exits_1_saying_how_to_point_to_one(server: Server) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    result = cli(server, "engine", "list", "--url", nowhere)
+
+    assert result.exit_code == 1
+    assert nowhere in result.stderr
+    assert "RUCAT_URL" in result.stderr
+
+
+def test_create_wait_without_a_monitor_times_out_saying_where_it_stuck(server: Server) -> None:
+    result = cli(
+        server, "engine", "create", "stuck", "--version", VERSION, "--wait", "--timeout", "1"
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "WaitToStart" in result.stderr
+    assert "rucat engine logs" in result.stderr
+
+
+def test_the_installed_command_separates_results_from_errors(server: Server) -> None:
+    env = {"PATH": "/usr/bin:/bin", **server.env}
+    created = subprocess.run(
+        [RUCAT, "engine", "create", "shell", "--version", VERSION],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    engine_id = created.stdout.strip()
+
+    deleted = subprocess.run(
+        [RUCAT, "engine", "delete", engine_id, "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert json.loads(deleted.stdout) == {"id": engine_id, "deleted": True}
+
+    missing = subprocess.run(
+        [RUCAT, "engine", "get", engine_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+# --- a real engine under `rucat up` ----------------------------------------------
+
+
+@pytest.mark.java
+@pytest.mark.timeout(600)
+def test_a_real_engine_through_rucat_up_from_create_wait_to_delete(tmp_path: Path) -> None:
+    require_java()
+    config = {
+        "check_interval_secs": 0.5,
+        "auth_provider": {"StaticAuthProviderConfig": {"bearer_token": TOKEN}},
+    }
+    with rucat_up(tmp_path, config) as (_process, url, connect_port):
+        up = Server(
+            url=url,
+            env={"RUCAT_URL": url, "RUCAT_TOKEN": TOKEN, "RUCAT_CONNECT_PORT": str(connect_port)},
+        )
+        created = cli(
+            up, "engine", "create", "e2e", "--version", VERSION, "--wait", "--timeout", "300"
+        )
+        connect = ok(created).strip()
+        assert "Running" in created.stderr
+        assert connect.startswith(f"sc://localhost:{connect_port}/;x-rucat-engine-id=")
+        engine_id = connect.split("x-rucat-engine-id=")[1].split(";")[0]
+
+        info = as_json(cli(up, "engine", "get", engine_id, "-o", "json"))
+        assert info["state"] == "Running"
+        assert info["endpoint"]
+        assert engine_id in ok(cli(up, "engine", "list"))
+
+        with RucatClient(url, token=TOKEN, connect_port=connect_port) as sdk:
+            spark = sdk.spark_session(engine_id)
+            try:
+                assert spark.sql("select 40 + 2 as answer").collect()[0]["answer"] == 42
+            finally:
+                spark.stop()
+            assert sdk.get(engine_id).last_activity_time is not None
+
+            assert ok(cli(up, "engine", "stop", engine_id)) == f"{engine_id}: WaitToTerminate\n"
+            sdk.wait_until(engine_id, "Terminated", timeout=120)
+
+        logs = ok(cli(up, "engine", "logs", engine_id, "--tail", "2000"))
+        assert "SparkConnectServer" in logs or "Spark Connect" in logs
+        ok(cli(up, "engine", "delete", engine_id))
+        assert as_json(cli(up, "engine", "list", "-o", "json")) == []
