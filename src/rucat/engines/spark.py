@@ -187,7 +187,10 @@ def _escape_properties(text: str, *, key: bool) -> str:
         elif ch in "=:#!" or (ch == " " and (key or i == 0)):
             out.append("\\" + ch)
         elif ord(ch) < 0x20 or ord(ch) > 0x7E:
-            out.append("\\u%04x" % ord(ch))
+            # \uXXXX takes UTF-16 code units: characters beyond U+FFFF take two.
+            units = ch.encode("utf-16-be")
+            for j in range(0, len(units), 2):
+                out.append("\\u%04x" % int.from_bytes(units[j : j + 2], "big"))
         else:
             out.append(ch)
     return "".join(out)
