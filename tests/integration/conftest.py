@@ -28,6 +28,7 @@ from rucat.platforms import Platform
 from rucat.server.app import create_app
 from rucat.store import EngineStore, open_store
 from tests.conftest import FakeClock
+from tests.support.postgres import postgres_database_uri, postgres_server  # noqa: F401 (fixtures)
 
 SPARK = {"name": "test-engine", "engine_type": "Spark", "version": "4.0.1", "configs": {}}
 

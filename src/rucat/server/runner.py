@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
@@ -33,6 +34,18 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind here, not in uvicorn: uvicorn calls sys.exit() when it cannot bind,
+    which an embedding program cannot catch from a task."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address[:2], family=family, backlog=2048)
+    except OSError as e:
+        raise ConfigError(f"cannot serve the REST API on {host}:{port}: {e.strerror or e}") from e
 
 
 def _url(host: str, port: int) -> str:
@@ -66,19 +79,14 @@ async def serve(
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECS,
         )
     )
-    task = asyncio.create_task(server.serve(), name="rucat-rest")
+    sock = _listen(config.host, config.port)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="rucat-rest")
     try:
         while not server.started:
             if task.done():
-                try:
-                    await task
-                except SystemExit as e:  # uvicorn exits when it cannot bind
-                    raise ConfigError(
-                        f"cannot serve the REST API on {config.host}:{config.port} "
-                        "(address in use or not available)"
-                    ) from e
+                await task  # re-raises why uvicorn stopped
                 raise ConfigError(
-                    f"the REST API stopped before listening on {config.host}:{config.port}"
+                    f"the REST API stopped before serving on {config.host}:{config.port}"
                 )
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
@@ -92,5 +100,6 @@ async def serve(
     finally:
         if not task.done():
             server.should_exit = True
-            with contextlib.suppress(Exception, asyncio.CancelledError, SystemExit):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
+        sock.close()
