@@ -211,9 +211,8 @@ def _java_properties_load(text: str) -> dict[str, str]:
                 # skip whitespace, then at most one '=' or ':' and whitespace again
                 while i < len(line) and line[i] in " \t\f":
                     i += 1
-                if ch in " \t\f" and i < len(line) and line[i] in "=:":
-                    i += 1
-                elif ch in "=:":
+                ends_with_separator = ch in "=:"
+                if ends_with_separator or (i < len(line) and line[i] in "=:"):
                     i += 1
                 while i < len(line) and line[i] in " \t\f":
                     i += 1
