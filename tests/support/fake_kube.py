@@ -463,6 +463,12 @@ class FakeKube:
         }
         return self.set_pod_status(namespace, name, phase="Pending", conditions=[condition])
 
+    def add(self, plural: str, namespace: str, obj: Obj) -> Obj:
+        """Create an object as another client would (e.g. Spark creating an executor)."""
+        with self._lock:
+            validate(plural, obj)
+            return copy.deepcopy(self._store(plural, namespace, copy.deepcopy(obj)))
+
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         with self._lock:
             self._logs[(namespace, name)] = text

@@ -1,0 +1,322 @@
+"""Engines as Kubernetes driver pods: the Kubernetes Platform.
+
+Each engine is a Secret, a headless Service and a driver Pod named after its
+id (see k8s_manifests), so every action is idempotent: start() treats
+409 AlreadyExists as "adopt what is there" and never makes a second pod;
+stop() treats 404 as done. Observation is watch-driven (k8s_watch): inspect()
+answers from memory, so idle engines cost no API calls; only a miss (which
+may mean "gone") is confirmed with one direct read before saying Absent.
+
+Errors are converted at this boundary: refusals by the API server (422, 400,
+403, 404 on the namespace) are PlatformRejected; anything that may pass
+(5xx, 429, connection errors) is PlatformError; a wrong config is ConfigError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx2
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.core.exceptions import ConfigError as LightkubeConfigError
+from lightkube.resources.core_v1 import Namespace, Pod, Secret, Service
+
+from rucat.config import KubernetesPlatformConfig
+from rucat.domain.engine import Engine, EngineId
+from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
+from rucat.domain.observation import Absent, Observation, Unknown
+from rucat.platforms import k8s_manifests as manifests
+from rucat.platforms.k8s_status import observe_pod
+from rucat.platforms.k8s_watch import PodCache, label_selector, status_code
+
+log = logging.getLogger("rucat.platforms.kubernetes")
+
+#: Engine ids buffered per changes() consumer; beyond that, ids are dropped
+#: (the monitor's periodic check still finds every engine).
+_CHANGES_BUFFER = 10_000
+#: Status codes that will not pass by retrying the same request.
+_REJECTED = frozenset({400, 403, 404, 422})
+
+_Resource = type[Pod] | type[Service] | type[Secret]
+
+
+class KubernetesPlatform:
+    """Spark Connect engines as driver pods in one namespace."""
+
+    name = "Kubernetes"
+
+    def __init__(self, config: KubernetesPlatformConfig, *, timeout: float = 15.0) -> None:
+        self.config = config
+        self._timeout = timeout
+        self._client: AsyncClient | None = None
+        self._cache: PodCache | None = None
+        self._subscribers: set[asyncio.Queue[EngineId | None]] = set()
+
+    # --- plumbing ---------------------------------------------------------------
+
+    def _api(self) -> AsyncClient:
+        if self._client is None:
+            try:
+                if self.config.kubeconfig is not None:
+                    kubeconfig = KubeConfig.from_file(self.config.kubeconfig)
+                else:
+                    kubeconfig = KubeConfig.from_service_account()
+                self._client = AsyncClient(
+                    kubeconfig,
+                    namespace=self.config.namespace,
+                    timeout=httpx2.Timeout(self._timeout),
+                    field_manager="rucat",
+                )
+            except (LightkubeConfigError, OSError, ValueError, KeyError) as e:
+                where = self.config.kubeconfig or "the in-cluster service account"
+                raise ConfigError(
+                    f"platform.Kubernetes: cannot load the Kubernetes config from {where}: {e}"
+                ) from e
+        return self._client
+
+    def _watch(self) -> PodCache:
+        """The pod view, started on first use (it needs a running event loop)."""
+        if self._cache is None:
+            self._cache = PodCache(
+                self._api(),
+                self.config.namespace,
+                observe=self._observe,
+                on_change=self._notify,
+            )
+        self._cache.start()
+        return self._cache
+
+    def _observe(self, engine_id: EngineId, pod: Mapping[str, Any]) -> Observation:
+        return observe_pod(
+            pod,
+            endpoint=manifests.endpoint(engine_id, self.config.namespace),
+            fail_when_unschedulable=self.config.fail_when_unschedulable,
+        )
+
+    def _notify(self, engine_id: EngineId) -> None:
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(engine_id)
+
+    def _server(self) -> str:
+        try:
+            return str(self._api().config.cluster.server)
+        except ConfigError:
+            raise
+        except Exception:
+            return "the Kubernetes API server"
+
+    def _failure(self, action: str, e: Exception) -> PlatformError | PlatformRejected:
+        code = status_code(e)
+        message = e.status.message if isinstance(e, ApiError) and e.status else str(e)
+        if code in _REJECTED:
+            return PlatformRejected(f"Kubernetes refused to {action}: {message} (HTTP {code})")
+        what = f"HTTP {code}" if code else type(e).__name__
+        return PlatformError(f"cannot {action} ({what}): {message or e}")
+
+    # --- Platform ---------------------------------------------------------------
+
+    async def check(self) -> None:
+        api = self._api()
+        ns = self.config.namespace
+        try:
+            await api.get(Namespace, ns)
+        except ApiError as e:
+            code = status_code(e)
+            if code == 404:
+                raise ConfigError(
+                    f"platform.Kubernetes.namespace: namespace {ns!r} does not exist; "
+                    f"create it (kubectl create namespace {ns}) or name another"
+                ) from e
+            if code == 401:
+                raise ConfigError(
+                    f"the API server at {self._server()} refused the credentials"
+                ) from e
+            if code != 403:
+                raise ConfigError(f"the API server at {self._server()} failed: {e}") from e
+            # Namespaced RBAC cannot read the namespace itself; reading pods proves enough.
+            try:
+                async for _pod in api.list(Pod, namespace=ns, chunk_size=1):
+                    break
+            except ApiError as inner:
+                raise ConfigError(
+                    f"cannot list pods in namespace {ns!r}: {inner.status.message}; "
+                    "grant the monitor's service account the Role from the Helm chart"
+                ) from inner
+        except (httpx2.HTTPError, OSError) as e:
+            why = str(e) or type(e).__name__
+            raise ConfigError(
+                f"cannot reach the Kubernetes API server at {self._server()}: {why}"
+            ) from e
+
+    async def start(self, *, engine: Engine) -> None:
+        offered = set(self.config.versions) | set(self.config.images)
+        if engine.version not in offered:
+            raise PlatformRejected(
+                f"Spark {engine.version} is not offered on Kubernetes; "
+                f"available: {', '.join(sorted(offered))}"
+            )
+        built = manifests.engine_manifests(engine, self.config)
+        cache = self._watch()
+        # The pod mounts the secret, so it goes first; the pod goes last.
+        await self._create(Secret, built.secret)
+        await self._create(Service, built.service)
+        pod = await self._create(Pod, built.pod)
+        if pod is None:  # adopted: learn its current state now rather than on the next event
+            pod = await self._read_pod(engine.id)
+        if pod is not None:
+            cache.put(pod)
+
+    async def _create(self, res: _Resource, manifest: manifests.Manifest) -> dict[str, Any] | None:
+        """Create one object; None when it already exists (then it is adopted, as is)."""
+        name = manifest["metadata"]["name"]
+        kind = manifest["kind"]
+        try:
+            obj: Any = res.from_dict(manifest)
+            created = await self._api().create(obj)
+        except ApiError as e:
+            if status_code(e) == 409:
+                log.info("adopting existing %s %s", kind, name)
+                return None
+            raise self._failure(f"create {kind} {name}", e) from e
+        except httpx2.HTTPError as e:
+            raise self._failure(f"create {kind} {name}", e) from e
+        result: dict[str, Any] = created.to_dict()
+        return result
+
+    async def _read_pod(self, engine_id: EngineId) -> dict[str, Any] | None:
+        name = manifests.driver_pod_name(engine_id)
+        try:
+            pod = await self._api().get(Pod, name, namespace=self.config.namespace)
+        except ApiError as e:
+            if status_code(e) == 404:
+                return None
+            raise self._failure(f"read pod {name}", e) from e
+        except httpx2.HTTPError as e:
+            raise self._failure(f"read pod {name}", e) from e
+        result: dict[str, Any] = pod.to_dict()
+        return result
+
+    async def inspect(self, *, engine: Engine) -> Observation:
+        cache = self._watch()
+        if cache.synced:
+            entry = cache.get(engine.id)
+            if entry is not None:
+                return entry.observation
+        # A miss may be a pod the watch has not reported yet: confirm it.
+        try:
+            pod = await self._read_pod(engine.id)
+        except (PlatformError, PlatformRejected) as e:
+            return Unknown(e.message)
+        if pod is None:
+            return Absent()
+        cache.put(pod)
+        return self._observe(engine.id, pod)
+
+    async def stop(self, *, engine: Engine) -> None:
+        ns = self.config.namespace
+        pod_name = manifests.driver_pod_name(engine.id)
+        await self._delete(Pod, pod_name)
+        # Executors die with their driver (owner reference); delete any that
+        # were created without one, e.g. when the driver pod name was unknown.
+        try:
+            executors: list[str] = [
+                p.metadata.name
+                async for p in self._api().list(
+                    Pod, namespace=ns, labels=label_selector(manifests.engine_selector(engine.id))
+                )
+                if p.metadata is not None and p.metadata.name not in (None, pod_name)
+            ]
+        except (ApiError, httpx2.HTTPError) as e:
+            raise self._failure(f"list the executors of engine {engine.id}", e) from e
+        for name in executors:
+            await self._delete(Pod, name)
+        await self._delete(Service, manifests.service_name(engine.id))
+        await self._delete(Secret, manifests.secret_name(engine.id))
+
+    async def _delete(self, res: _Resource, name: str) -> None:
+        try:
+            await self._api().delete(res, name, namespace=self.config.namespace)
+        except ApiError as e:
+            if status_code(e) == 404:
+                return
+            raise self._failure(f"delete {res.__name__} {name}", e) from e
+        except httpx2.HTTPError as e:
+            raise self._failure(f"delete {res.__name__} {name}", e) from e
+
+    async def forget(self, *, engine: Engine) -> None:
+        # Nothing outlives the objects stop() deletes; make sure they are gone.
+        await self.stop(engine=engine)
+
+    async def changes(self) -> AsyncIterator[EngineId]:
+        queue: asyncio.Queue[EngineId | None] = asyncio.Queue(_CHANGES_BUFFER)
+        self._subscribers.add(queue)
+        try:
+            self._watch()
+            while True:
+                engine_id = await queue.get()
+                if engine_id is None:
+                    return
+                yield engine_id
+        finally:
+            self._subscribers.discard(queue)
+
+    async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
+        name = manifests.driver_pod_name(engine.id)
+        try:
+            lines = [
+                line
+                async for line in self._api().log(
+                    name,
+                    namespace=self.config.namespace,
+                    container=manifests.DRIVER_CONTAINER,
+                    tail_lines=tail,
+                )
+            ]
+        except ApiError as e:
+            # 404: no pod; 400: its container has not started. Either way, no log.
+            if status_code(e) in (400, 404):
+                return ""
+            raise self._failure(f"read the log of pod {name}", e) from e
+        except httpx2.HTTPStatusError as e:
+            if e.response.status_code in (400, 404):
+                return ""
+            raise self._failure(f"read the log of pod {name}", e) from e
+        except httpx2.HTTPError as e:
+            raise self._failure(f"read the log of pod {name}", e) from e
+        return "".join(lines)
+
+    async def close(self) -> None:
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        if self._cache is not None:
+            await self._cache.close()
+            self._cache = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # --- for tests and benchmarks -----------------------------------------------
+
+    @property
+    def watch_stats(self) -> dict[str, int | bool]:
+        """How the pod view is doing: synced, engines cached, relists, events."""
+        cache = self._cache
+        if cache is None:
+            return {"synced": False, "cached": 0, "relists": 0, "events": 0}
+        return {
+            "synced": cache.synced,
+            "cached": len(cache),
+            "relists": cache.relists,
+            "events": cache.events,
+        }
+
+
+def rbac_manifests(config: KubernetesPlatformConfig) -> list[manifests.Manifest]:
+    """The ServiceAccount, Role and RoleBinding driver pods of `config` need."""
+    return manifests.driver_rbac_manifests(config.namespace, config.service_account)
