@@ -33,9 +33,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, and_, delete, event, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    column,
+    delete,
+    event,
+    insert,
+    inspect,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -51,7 +63,7 @@ from rucat.domain.errors import (
     StoreUnavailable,
 )
 from rucat.domain.state import STABLE_STATES, EngineState
-from rucat.store.sql_schema import engine_events, engines
+from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, engine_events, engines
 
 __all__ = ["SqlEngineStore"]
 
@@ -133,6 +145,9 @@ class SqlEngineStore:
                 **connect_args,
             },
             pool_timeout=POOL_TIMEOUT_SECS,
+            # A server restart or failover drops pooled connections; checking
+            # each one before use makes that invisible to callers.
+            pool_pre_ping=True,
             hide_parameters=True,
         )
         store = cls(engine, description=description, serialise_writes=False)
@@ -141,6 +156,26 @@ class SqlEngineStore:
 
     async def _open(self) -> None:
         try:
+            if not await self._schema_is_current():
+                await self._migrate()
+        except BaseException:
+            await self._engine.dispose()
+            raise
+        log.debug("opened %s", self.description)
+
+    async def _schema_is_current(self) -> bool:
+        async with self._read("connect") as conn:
+            if not await conn.run_sync(lambda c: inspect(c).has_table(VERSION_TABLE)):
+                return False
+            versions = await conn.scalars(
+                select(column("version_num", String)).select_from(table(VERSION_TABLE))
+            )
+            return list(versions) == [SCHEMA_REVISION]
+
+    async def _migrate(self) -> None:
+        from alembic.util import CommandError
+
+        try:
             async with self._write("migrate the schema") as conn:
                 if conn.dialect.name == "postgresql":
                     # Two processes opening one fresh database migrate it once.
@@ -148,10 +183,12 @@ class SqlEngineStore:
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                     )
                 await conn.run_sync(_upgrade_to_head)
-        except BaseException:
-            await self._engine.dispose()
-            raise
-        log.debug("opened %s", self.description)
+        except CommandError as e:
+            # Typically a database migrated by a newer Rucat than this one.
+            raise ConfigError(
+                f"{self.description}: cannot migrate the schema to revision "
+                f"{SCHEMA_REVISION}: {e}; is a newer Rucat using this database?"
+            ) from e
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -484,6 +521,10 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 def _upgrade_to_head(connection: Connection) -> None:
+    # Imported here: Alembic takes a second to import and is rarely needed.
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")

@@ -32,6 +32,11 @@ from sqlalchemy.types import TypeDecorator
 #: Alembic's bookkeeping table; prefixed so Rucat can share a database.
 VERSION_TABLE = "rucat_schema_version"
 
+#: The newest migration in rucat/store/migrations/versions. A store opening a
+#: database already at this revision skips Alembic (and its import) entirely;
+#: a test checks this equals Alembic's head.
+SCHEMA_REVISION = "0001"
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A tz-aware UTC datetime on every backend; naive datetimes are refused.
