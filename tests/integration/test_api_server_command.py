@@ -44,7 +44,8 @@ def server_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]
     port = free_port()
     config = _config(tmp_path, auth_provider={"StaticAuthProviderConfig": {"bearer_token": "tk"}})
     proc = subprocess.Popen(
-        [RUCAT, "server", "--config-path", str(config), "--port", str(port), "--log-format", "json"],
+        [RUCAT, "server", "--config-path", str(config), "--port", str(port)]
+        + ["--log-format", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
