@@ -43,9 +43,9 @@ def _clean_env() -> dict[str, str]:
 def server_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
     config = _config(tmp_path, auth_provider={"StaticAuthProviderConfig": {"bearer_token": "tk"}})
+    argv = [RUCAT, "server", "--config-path", str(config), "--port", str(port)]
     proc = subprocess.Popen(
-        [RUCAT, "server", "--config-path", str(config), "--port", str(port)]
-        + ["--log-format", "json"],
+        [*argv, "--log-format", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
