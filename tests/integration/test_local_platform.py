@@ -1,0 +1,382 @@
+"""The Local platform's own promises, beyond the shared platform contract.
+
+Most tests run a stand-in `spark-submit` (a small Python script named as a
+SPARK_HOME in config) so they can make an engine exit, ignore SIGTERM or
+lose its supervisor in milliseconds; these are real processes, signals and
+files. One test starts a real Spark Connect server to check that its token
+stays out of every command line and environment, and what a `kill -9` says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rucat.config import LocalPlatformConfig
+from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
+from rucat.domain.errors import ConfigError
+from rucat.engines import spark
+from rucat.platforms import Absent, Failed, Pending, Ready
+from rucat.platforms import process as proc
+from rucat.platforms.local import LocalPlatform
+from tests.support import eventually, require_java
+from tests.support.platforms import local_client_url, local_server_pids
+
+FAKE_VERSION = "9.9.9"
+
+#: A stand-in spark-submit. `--conf rucat.test.mode=...` picks what it does:
+#: serve (default) opens a plain TCP port (no Spark Connect) and logs it as the
+#: Connect port; exit:N exits with N; stubborn also ignores SIGTERM and has a child.
+FAKE_SPARK_SUBMIT = """\
+#!{python}
+import os, signal, socket, subprocess, sys, time
+args = sys.argv[1:]
+confs = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+mode = confs.get("rucat.test.mode", "serve")
+print("fake spark-submit", os.getpid(), flush=True)
+if mode.startswith("exit:"):
+    print("fake: giving up", file=sys.stderr, flush=True)
+    sys.exit(int(mode[5:]))
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+port = server.getsockname()[1]
+print(f"INFO SparkConnectServer: Spark Connect server started at: 127.0.0.1:{{port}}", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def fake_home(tmp_path: Path) -> Path:
+    home = tmp_path / "fake-spark"
+    (home / "bin").mkdir(parents=True)
+    script = home / "bin" / "spark-submit"
+    script.write_text(FAKE_SPARK_SUBMIT.format(python=sys.executable))
+    script.chmod(0o755)
+    return home
+
+
+def make_platform(data_dir: Path, fake_home: Path, grace: float = 5.0) -> LocalPlatform:
+    config = LocalPlatformConfig(spark_homes={FAKE_VERSION: str(fake_home)}, stop_grace_secs=grace)
+    return LocalPlatform(config, data_dir=data_dir)
+
+
+def engine(version: str = FAKE_VERSION, **configs: str) -> Engine:
+    request = CreateEngineRequest(
+        name="t", engine_type=EngineType.Spark, version=version, configs=configs
+    )
+    return new_engine(request, platform="Local", now=datetime.now(UTC))
+
+
+def run_file(data_dir: Path, e: Engine) -> dict[str, int]:
+    data: dict[str, int] = json.loads((data_dir / "engines" / e.id / "run.json").read_text())
+    return data
+
+
+def group_of(data_dir: Path, e: Engine) -> list[proc.ProcStat]:
+    run = run_file(data_dir, e)
+    return proc.group_members(run["pid"], run["start_time"])
+
+
+def processes_naming(e: Engine, *, supervisors: bool = False) -> list[int]:
+    """Live engine processes (or their supervisors) whose command line carries the
+    engine's app name."""
+    marker = f"spark.app.name={spark.app_name(e.id)}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        stats = proc.read_stat(int(entry))
+        is_supervisor = any(a.endswith(b"_supervise.py") for a in args)
+        alive = stats is not None and stats.running
+        if marker in args and alive and is_supervisor == supervisors:
+            pids.append(int(entry))
+    return pids
+
+
+def proc_file(pid: int, what: str) -> bytes:
+    return Path(f"/proc/{pid}/{what}").read_bytes()
+
+
+async def running(e: Engine) -> list[int]:
+    return processes_naming(e)
+
+
+async def no_supervisor(e: Engine) -> bool:
+    return not processes_naming(e, supervisors=True)
+
+
+async def wait_for(platform: LocalPlatform, e: Engine, kind: type, timeout: float = 30.0) -> object:
+    async def probe() -> object:
+        seen = await platform.inspect(engine=e)
+        return seen if isinstance(seen, kind) else None
+
+    return await eventually(probe, timeout=timeout, what=kind.__name__)
+
+
+# --- check ------------------------------------------------------------------
+
+
+async def test_check_names_a_java_home_without_java(tmp_path: Path) -> None:
+    platform = LocalPlatform(LocalPlatformConfig(java_home=str(tmp_path)), data_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"platform\.Local\.java_home: .* has no bin/java"):
+        await platform.check()
+
+
+async def test_check_says_how_to_get_java_when_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        await platform.check()
+    assert e.value.message == (
+        "no Java runtime found: install openjdk-17-jre-headless or set platform.Local.java_home"
+    )
+
+
+async def test_check_names_a_spark_home_without_spark_submit(tmp_path: Path) -> None:
+    require_java()
+    config = LocalPlatformConfig(spark_homes={"3.5.1": str(tmp_path / "nowhere")})
+    platform = LocalPlatform(config, data_dir=tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"spark_homes\.3\.5\.1: .*nowhere has no bin/spark-submit"
+    ):
+        await platform.check()
+
+
+async def test_check_passes_with_java_and_spark_homes(tmp_path: Path, fake_home: Path) -> None:
+    require_java()
+    await make_platform(tmp_path, fake_home).check()
+
+
+# --- the process group ------------------------------------------------------
+
+
+async def test_an_open_port_without_spark_connect_is_pending_not_ready(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    try:
+        await platform.start(engine=e)
+
+        async def port_found() -> Pending | None:
+            seen = await platform.inspect(engine=e)
+            assert isinstance(seen, Pending), seen
+            return seen if "does not answer" in seen.detail else None
+
+        await eventually(port_found, timeout=30, what="the logged port")
+        port = json.loads((tmp_path / "engines" / e.id / "run.json").read_text())["port"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the port is open, and still the engine is not Ready
+        assert isinstance(await platform.inspect(engine=e), Pending)
+    finally:
+        await platform.forget(engine=e)
+
+
+async def test_an_engine_that_exits_is_failed_with_its_status_and_last_log_lines(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    platform, e = make_platform(tmp_path, fake_home), engine(**{"rucat.test.mode": "exit:3"})
+    try:
+        await platform.start(engine=e)
+        failed = await wait_for(platform, e, Failed)
+        assert isinstance(failed, Failed)
+        assert failed.reason.startswith("the Spark Connect server exited with status 3")
+        assert "fake: giving up" in failed.reason
+        assert "fake: giving up" in await platform.logs(engine=e, tail=5)
+    finally:
+        await platform.forget(engine=e)
+
+
+async def test_stop_kills_the_whole_group_when_it_ignores_sigterm(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    platform = make_platform(tmp_path, fake_home, grace=0.5)
+    e = engine(**{"rucat.test.mode": "stubborn"})
+    await platform.start(engine=e)
+    await wait_for(platform, e, Pending)
+
+    async def with_grandchild() -> list[proc.ProcStat] | None:
+        members = group_of(tmp_path, e)
+        return members if len(members) >= 3 else None  # supervisor, script, its child
+
+    members = await eventually(with_grandchild, timeout=30, what="the fake's child")
+    await platform.stop(engine=e)
+    assert all(not proc.is_process(m.pid, m.start_time) for m in members)
+    assert await platform.inspect(engine=e) == Absent()
+    await platform.forget(engine=e)
+
+
+async def test_a_reused_pid_is_never_taken_for_the_engine(tmp_path: Path, fake_home: Path) -> None:
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    folder = tmp_path / "engines" / e.id
+    folder.mkdir(parents=True)
+    me = proc.read_stat(os.getpid())
+    assert me is not None
+    # A run.json naming a live process (this test) that started at another time.
+    stale = {
+        "pid": os.getpid(),
+        "start_time": me.start_time - 1,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "log_offset": 0,
+        "host": "127.0.0.1",
+        "port": None,
+    }
+    (folder / "run.json").write_text(json.dumps(stale))
+    assert isinstance(await platform.inspect(engine=e), Failed)
+    try:
+        await platform.start(engine=e)  # not adopted: a new engine starts
+        assert run_file(tmp_path, e)["pid"] != os.getpid()
+        assert len(processes_naming(e, supervisors=True)) == 1
+    finally:
+        await platform.forget(engine=e)  # and this test process survives the stop
+
+
+async def test_concurrent_starts_from_two_monitors_start_one_engine(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    first, second, e = (
+        make_platform(tmp_path, fake_home),
+        make_platform(tmp_path, fake_home),
+        engine(),
+    )
+    try:
+        await asyncio.gather(first.start(engine=e), second.start(engine=e), first.start(engine=e))
+        assert len(processes_naming(e, supervisors=True)) == 1
+        await eventually(lambda: running(e), timeout=30, what="the fake engine")
+        assert len(processes_naming(e)) == 1
+    finally:
+        await first.forget(engine=e)
+    assert processes_naming(e) == []
+
+
+async def test_an_engine_whose_supervisor_died_is_still_adopted_and_stopped(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    await platform.start(engine=e)
+    await eventually(lambda: running(e), timeout=30, what="the fake engine")
+    supervisor = run_file(tmp_path, e)["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    await eventually(lambda: no_supervisor(e), timeout=10, what="the supervisor's death")
+    later = make_platform(tmp_path, fake_home)  # as a restarted monitor would
+    assert isinstance(await later.inspect(engine=e), Pending)
+    await later.start(engine=e)
+    assert processes_naming(e, supervisors=True) == []  # adopted, not started again
+    assert len(processes_naming(e)) == 1
+    await later.stop(engine=e)
+    assert processes_naming(e) == []
+    assert await later.inspect(engine=e) == Absent()
+    await later.forget(engine=e)
+
+
+async def test_changes_reports_an_exit_to_a_platform_that_did_not_start_the_engine(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    starter, e = make_platform(tmp_path, fake_home), engine(**{"rucat.test.mode": "stubborn"})
+    await starter.start(engine=e)
+    watcher = make_platform(tmp_path, fake_home)
+    changes = watcher.changes()
+    try:
+        next_change = asyncio.ensure_future(anext(changes))
+        await asyncio.sleep(1.5)
+        assert not next_change.done()  # a live engine is no change
+        for member in group_of(tmp_path, e):
+            os.kill(member.pid, signal.SIGKILL)
+        assert await asyncio.wait_for(next_change, timeout=30) == e.id
+        assert isinstance(await watcher.inspect(engine=e), Failed)
+    finally:
+        await changes.aclose()  # type: ignore[attr-defined]
+        await watcher.close()
+        await starter.forget(engine=e)
+
+
+async def test_the_engine_gets_no_rucat_settings_from_the_environment(
+    tmp_path: Path, fake_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUCAT_DATABASE__POSTGRES__URI", "postgresql://u:secret@h/db")
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    try:
+        await platform.start(engine=e)
+        await eventually(lambda: running(e), timeout=30, what="the fake engine")
+        for pid in processes_naming(e):
+            assert b"RUCAT_" not in proc_file(pid, "environ")
+    finally:
+        await platform.forget(engine=e)
+
+
+# --- a real Spark Connect server ---------------------------------------------
+
+
+@pytest.mark.java
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_a_real_engine_hides_its_token_and_a_kill_9_is_reported_as_sigkill(
+    tmp_path: Path,
+) -> None:
+    require_java()
+    platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path)
+    e = engine(spark.bundled_spark_version(), **{"spark.executor.memory": "512m"})
+    token = e.connect_token
+    assert token
+    folder = tmp_path / "engines" / e.id
+    try:
+        await platform.start(engine=e)
+        ready = await wait_for(platform, e, Ready, timeout=180)
+        assert isinstance(ready, Ready)
+
+        props = folder / "spark.properties"
+        assert stat.S_IMODE(props.stat().st_mode) == 0o600
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert token in props.read_text()
+        members = group_of(tmp_path, e)
+        assert local_server_pids(e)[0] in {m.pid for m in members}
+        for member in members:
+            for what in ("cmdline", "environ"):
+                assert token.encode() not in proc_file(member.pid, what)
+        assert token not in await platform.logs(engine=e)
+
+        def query() -> list[tuple[int]]:
+            from pyspark.sql import SparkSession
+
+            session = SparkSession.builder.remote(local_client_url(ready.endpoint, token)).create()
+            try:
+                return [tuple(r) for r in session.sql("select count(*) from range(1000)").collect()]
+            finally:
+                session.stop()
+
+        assert await asyncio.to_thread(query) == [(1000,)]
+
+        for pid in local_server_pids(e):
+            os.kill(pid, signal.SIGKILL)
+        failed = await wait_for(platform, e, Failed)
+        assert isinstance(failed, Failed)
+        assert failed.reason.startswith(
+            "the Spark Connect server was killed by signal 9 (SIGKILL); last log lines:\n"
+        )
+        assert "rucat: engine process" in failed.reason  # the log's tail follows
+
+        await platform.stop(engine=e)
+        assert not props.exists()  # the token does not outlive the run
+        assert await platform.inspect(engine=e) == Absent()
+    finally:
+        await platform.forget(engine=e)
+    assert not folder.exists()
