@@ -191,6 +191,22 @@ async def test_an_open_port_without_spark_connect_is_pending_not_ready(
         await platform.forget(engine=e)
 
 
+async def test_a_relative_data_dir_works_from_the_engines_own_folder(
+    tmp_path: Path, fake_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    platform = make_platform(Path("relative-data"), fake_home)
+    e = engine(**{"rucat.test.mode": "exit:4"})
+    try:
+        await platform.start(engine=e)
+        failed = await wait_for(platform, e, Failed)
+        assert isinstance(failed, Failed)
+        assert "exited with status 4" in failed.reason  # the exit file was found
+    finally:
+        await platform.forget(engine=e)
+    assert list((tmp_path / "relative-data" / "engines").iterdir()) == []
+
+
 async def test_an_engine_that_exits_is_failed_with_its_status_and_last_log_lines(
     tmp_path: Path, fake_home: Path
 ) -> None:

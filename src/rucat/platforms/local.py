@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -41,6 +42,8 @@ from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected, Ru
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
 from rucat.engines import spark
 from rucat.platforms import process
+
+log = logging.getLogger(__name__)
 
 #: Lines of the log quoted in a Failed reason.
 FAILURE_LOG_LINES = 20
@@ -82,7 +85,8 @@ class LocalPlatform:
 
     def __init__(self, config: LocalPlatformConfig, *, data_dir: Path) -> None:
         self._config = config
-        self._root = Path(data_dir) / "engines"
+        # Absolute: engines run with their own folder as working directory.
+        self._root = Path(data_dir).absolute() / "engines"
         self._locks: dict[EngineId, asyncio.Lock] = {}
         #: Our own children (supervisors), kept to reap them.
         self._children: dict[EngineId, subprocess.Popen[bytes]] = {}
@@ -394,22 +398,35 @@ class LocalPlatform:
     async def _watch(self) -> None:
         last_exit_check = 0.0
         while True:
-            for engine_id, token in list(self._awaiting_ready.items()):
-                with contextlib.suppress(Exception):
-                    if await self._answers(engine_id, token):
-                        self._awaiting_ready.pop(engine_id, None)
-                        self._emit(engine_id)
+            awaiting = list(self._awaiting_ready.items())
+            answers = await asyncio.gather(
+                *(self._answers(engine_id, token) for engine_id, token in awaiting),
+                return_exceptions=True,
+            )
+            for (engine_id, _), answered in zip(awaiting, answers, strict=True):
+                if isinstance(answered, BaseException):
+                    log.warning("engine %s: readiness probe failed: %s", engine_id, answered)
+                elif answered:
+                    self._awaiting_ready.pop(engine_id, None)
+                    self._emit(engine_id)
             if time.monotonic() - last_exit_check >= EXIT_POLL_SECS:
                 last_exit_check = time.monotonic()
-                with contextlib.suppress(Exception):
-                    for engine_id in self._exited():
-                        self._reported_exit.add(engine_id)
-                        self._awaiting_ready.pop(engine_id, None)
-                        self._emit(engine_id)
+                try:
+                    exited = self._exited()
+                except OSError as e:
+                    log.warning("cannot look for exited engines under %s: %s", self._root, e)
+                    exited = []
+                for engine_id in exited:
+                    self._reported_exit.add(engine_id)
+                    self._awaiting_ready.pop(engine_id, None)
+                    self._emit(engine_id)
             await asyncio.sleep(READY_POLL_SECS)
 
     async def _answers(self, engine_id: EngineId, token: str | None) -> bool:
-        run = self._read_run(engine_id)
+        try:
+            run = self._read_run(engine_id)
+        except PlatformError:
+            run = None  # inspect reports it as Unknown; nothing to probe
         if run is None:
             self._awaiting_ready.pop(engine_id, None)
             return False
