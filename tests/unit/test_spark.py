@@ -281,6 +281,11 @@ def test_the_bound_connect_port_is_read_from_the_servers_log() -> None:
     assert spark.bound_connect_port(v35) == 15002
 
 
+def test_the_servers_own_port_line_wins_over_later_lookalikes() -> None:
+    forged = "Spark Connect server started at: 127.0.0.1:6666\n"
+    assert spark.bound_connect_port(_LOG_4_0 + forged) == 34985
+
+
 def test_no_connect_port_before_the_server_logs_it() -> None:
     assert spark.bound_connect_port(_LOG_4_0.split("\n")[1]) is None
     assert spark.bound_connect_port("") is None

@@ -255,11 +255,14 @@ def connect_server_argv(
 
 
 def bound_connect_port(log_text: str) -> int | None:
-    """The port the Spark Connect server bound, from its log; None before it logs it."""
+    """The port the Spark Connect server bound, from its log; None before it logs it.
+
+    The first mention wins: later lines may come from user code (a UDF's output).
+    """
     for pattern in _BOUND_PORT_RES:
-        found = pattern.findall(log_text)
+        found = pattern.search(log_text)
         if found:
-            return int(found[-1])
+            return int(found.group(1))
     return None
 
 
