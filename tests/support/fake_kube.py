@@ -403,6 +403,14 @@ class FakeKube:
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return False
         state = {"running": {"startedAt": _now()}}
+        with self._lock:
+            # What a Spark Connect driver prints as it comes up (the fake runs no Spark).
+            self._logs.setdefault(
+                (namespace, name),
+                f"INFO SparkContext: Running Spark version (fake kubelet, pod {name})\n"
+                "INFO SparkConnectServer: Starting Spark Connect server\n"
+                "INFO SparkConnectServer: Spark Connect server started at: 0.0.0.0:15002\n",
+            )
         return self.set_pod_status(
             namespace,
             name,
