@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
-from rucat.domain.errors import RucatError
+from rucat.domain.errors import PlatformRejected, RucatError
 from rucat.engines import spark
 from rucat.platforms import Absent, Failed, Observation, Pending, Platform, Ready
 from tests.support import eventually
@@ -79,6 +79,13 @@ async def wait_ready(platform: Platform, engine: Engine) -> Ready:
     return await eventually(ready, timeout=START_TIMEOUT, what=f"engine {engine.id} Ready")
 
 
+async def wait_absent(platform: Platform, engine: Engine) -> None:
+    async def absent() -> bool:
+        return await platform.inspect(engine=engine) == Absent()
+
+    await eventually(absent, timeout=60, what=f"engine {engine.id} Absent")
+
+
 async def start_one(platform: Platform, engine: Engine) -> Started:
     await platform.start(engine=engine)
     first = await platform.inspect(engine=engine)
@@ -130,13 +137,20 @@ async def test_concurrent_starts_get_distinct_endpoints(fleet: Fleet) -> None:
     assert len(endpoints) == 3
 
 
+def needs_spark(fleet: Fleet) -> None:
+    if not fleet.put.runs_spark:
+        pytest.skip("no Spark Connect server answers behind this platform's endpoints")
+
+
 async def test_a_ready_engine_runs_a_query_with_its_token(fleet: Fleet) -> None:
+    needs_spark(fleet)
     engine, endpoint = fleet.steady.engine, fleet.steady.ready.endpoint
     rows = await query(fleet.put, endpoint, engine.connect_token, "select 40 + 2 as answer")
     assert rows == [(42,)]
 
 
 async def test_a_connection_without_the_engine_token_is_refused(fleet: Fleet) -> None:
+    needs_spark(fleet)
     endpoint = fleet.steady.ready.endpoint
     with pytest.raises(Exception, match=r"(?i)unauthenticated|authentication"):
         await asyncio.wait_for(query(fleet.put, endpoint, None, "select 1"), timeout=60)
@@ -208,7 +222,11 @@ async def test_a_config_that_breaks_the_start_gives_failed_with_a_reason(fleet: 
     engine = spark_engine("broken", **{"spark.driver.memory": "1z"})
     platform = fleet.platform
     try:
-        await platform.start(engine=engine)
+        try:
+            await platform.start(engine=engine)
+        except PlatformRejected as e:  # refused up front, naming the conf: fine too
+            assert "spark.driver.memory" in e.message
+            return
 
         async def failed() -> Failed | None:
             seen = await platform.inspect(engine=engine)
@@ -230,8 +248,9 @@ async def test_stop_removes_every_process_and_keeps_logs_until_forget(fleet: Fle
     platform = fleet.platform
     await platform.stop(engine=engine)
     assert await fleet.put.servers(engine) == 0
-    assert await platform.inspect(engine=engine) == Absent()
-    assert "Spark" in await platform.logs(engine=engine)
+    await wait_absent(platform, engine)  # a pod may take a moment to go
+    if fleet.put.keeps_logs_after_stop:
+        assert "Spark" in await platform.logs(engine=engine)
 
     await platform.stop(engine=engine)  # again: nothing to do, no error
     assert await platform.inspect(engine=engine) == Absent()

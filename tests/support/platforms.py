@@ -22,6 +22,7 @@ from rucat.domain.engine import Engine
 from rucat.engines.spark import app_name
 from rucat.platforms import Platform
 from rucat.platforms.local import LocalPlatform
+from tests.support import k8s_platforms as k8s
 from tests.support import require_java
 
 
@@ -38,6 +39,10 @@ class PlatformUnderTest:
     crash: Callable[[Engine], Awaitable[None]]
     #: A pyspark connection string for a Ready endpoint, with the engine's token.
     client_url: Callable[[str, str | None], str]
+    #: A real Spark Connect server answers at Ready endpoints (False: the query tests skip).
+    runs_spark: bool = True
+    #: logs() still returns the log after stop() (until forget()).
+    keeps_logs_after_stop: bool = True
 
 
 # --- Local ------------------------------------------------------------------
@@ -101,6 +106,30 @@ LOCAL = PlatformUnderTest(
     client_url=local_client_url,
 )
 
+# --- Kubernetes (tests/support/k8s_platforms.py) ----------------------------
+
+KUBERNETES_FAKE = PlatformUnderTest(
+    require=k8s.fake_require,
+    make=k8s.fake_make,
+    servers=k8s.fake_servers,
+    crash=k8s.fake_crash,
+    client_url=k8s.fake_client_url,
+    runs_spark=False,
+    # A deleted pod takes its log along; the monitor saves it in the store first.
+    keeps_logs_after_stop=False,
+)
+
+KUBERNETES_REAL = PlatformUnderTest(
+    require=k8s.real_require,
+    make=k8s.real_make,
+    servers=k8s.real_servers,
+    crash=k8s.real_crash,
+    client_url=k8s.real_client_url,
+    keeps_logs_after_stop=False,
+)
+
 PLATFORMS: list[tuple[str, PlatformUnderTest]] = [
     ("local", LOCAL),
+    ("kubernetes-fake", KUBERNETES_FAKE),
+    ("kubernetes-real", KUBERNETES_REAL),
 ]
