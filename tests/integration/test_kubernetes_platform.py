@@ -12,7 +12,7 @@ import pytest
 
 from rucat.config import KubernetesPlatformConfig
 from rucat.domain.engine import Engine, EngineType, new_engine_id
-from rucat.domain.errors import ConfigError, PlatformRejected
+from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready
 from rucat.domain.state import EngineState
 from rucat.platforms import k8s_manifests as m
@@ -269,6 +269,22 @@ async def test_a_terminating_pod_is_not_absent_until_it_is_gone(
     assert terminating == Pending("driver pod is terminating")
     assert fake.finish_pod_deletion(NS, m.driver_pod_name(e.id))
     await observed(platform, e, Absent)
+
+
+async def test_a_restart_waits_for_the_previous_driver_pod_to_be_gone(
+    fake: FakeKube, platform: KubernetesPlatform
+) -> None:
+    fake.hold_pod_deletion = True
+    e = engine()
+    await platform.start(engine=e)
+    await platform.stop(engine=e)
+    with pytest.raises(PlatformError, match="still terminating"):
+        await platform.start(engine=e)
+    fake.finish_pod_deletion(NS, m.driver_pod_name(e.id))
+    await platform.start(engine=e)
+    pods = fake.objects("pods", NS)
+    assert len(pods) == 1 and not pods[0]["metadata"].get("deletionTimestamp")
+    await observed(platform, e, Pending)
 
 
 # --- the watch recovers ---------------------------------------------------------------

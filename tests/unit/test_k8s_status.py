@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rucat.domain.observation import Failed, Pending, Ready
+from rucat.domain.observation import Failed, Pending, Ready, Unknown
 from rucat.platforms.k8s_status import observe_pod
 
 EP = "sc://rucat-spark-x.ns.svc:15002"
@@ -111,3 +111,7 @@ def test_a_terminating_pod_is_still_pending_not_absent() -> None:
 def test_container_creating_is_pending_with_the_reason() -> None:
     obs = observe_pod(pod(containerStatuses=[waiting("ContainerCreating")]), endpoint=EP)
     assert obs == Pending("driver container is waiting (ContainerCreating)")
+
+
+def test_a_pod_whose_node_is_lost_is_unknown_not_failed() -> None:
+    assert isinstance(observe_pod(pod("Unknown"), endpoint=EP), Unknown)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rucat.domain.observation import Failed, Observation, Pending, Ready
+from rucat.domain.observation import Failed, Observation, Pending, Ready, Unknown
 
 #: Waiting reasons that will not fix themselves: the engine has failed.
 _IMAGE_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName"})
@@ -80,6 +80,8 @@ def observe_pod(
         return Failed(
             f"driver pod {phase.lower()} ({reason})" + (f": {message}" if message else "")
         )
+    if phase == "Unknown":
+        return Unknown("the driver pod's node stopped reporting its state")
     scheduled = _condition(status, "PodScheduled")
     if scheduled is not None and scheduled.get("status") == "False":
         message = scheduled.get("message") or "no node can run the driver pod"

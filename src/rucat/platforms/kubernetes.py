@@ -168,6 +168,12 @@ class KubernetesPlatform:
         pod = await self._create(Pod, built.pod)
         if pod is None:  # adopted: learn its current state now rather than on the next event
             pod = await self._read_pod(engine.id)
+            if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
+                # The driver of an earlier run is still going: adopting it would
+                # report a dying engine. Start again once it is gone.
+                raise PlatformError(
+                    f"the previous driver pod of engine {engine.id} is still terminating"
+                )
         if pod is not None:
             cache.put(pod)
 
