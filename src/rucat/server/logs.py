@@ -78,3 +78,5 @@ def configure_logging(
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # Schema migrations at start are routine; say only what goes wrong.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
