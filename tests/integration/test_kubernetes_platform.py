@@ -353,6 +353,23 @@ async def test_a_410_gone_relists_and_later_events_arrive(
     await observed(platform, later, Ready)
 
 
+async def test_watch_windows_resume_without_relisting_and_miss_nothing(
+    fake: FakeKube, platform: KubernetesPlatform
+) -> None:
+    platform._watch().window = 0.5  # every half second the watch request is renewed
+    e = engine()
+    await platform.start(engine=e)
+    assert await _synced(platform)
+
+    async def renewed() -> bool:
+        return fake.requests[("watch", "pods")] >= 3
+
+    await eventually(renewed, timeout=20, what="several watch windows")
+    fake.kubelet_ready(NS, m.driver_pod_name(e.id))
+    await observed(platform, e, Ready)
+    assert platform.watch_stats["relists"] == 1
+
+
 async def _synced(platform: KubernetesPlatform) -> bool:
     async def probe() -> bool:
         return bool(platform.watch_stats["synced"])

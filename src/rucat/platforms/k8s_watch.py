@@ -38,6 +38,7 @@ log = logging.getLogger("rucat.platforms.kubernetes")
 
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 30.0
+_WATCH_WINDOW = 300.0
 
 
 def label_selector(labels: Mapping[str, str]) -> dict[str, Any]:
@@ -89,6 +90,8 @@ class PodCache:
         #: Counters for tests and metrics: how often the view was rebuilt.
         self.relists = 0
         self.events = 0
+        #: Seconds one watch request may last before it is resumed from its last version.
+        self.window = _WATCH_WINDOW
 
     @property
     def synced(self) -> bool:
@@ -189,15 +192,8 @@ class PodCache:
                 version = await self._relist()
                 self._synced.set()
                 backoff = _BACKOFF_START
-                watch = self._api.watch(
-                    Pod,
-                    namespace=self._namespace,
-                    labels=label_selector(DRIVER_SELECTOR),
-                    resource_version=version,
-                )
-                async for kind, pod in watch:
-                    self.events += 1
-                    self._apply(kind, pod.to_dict())
+                while True:
+                    version = await self._watch_window(version)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -215,3 +211,26 @@ class PodCache:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    async def _watch_window(self, version: str) -> str:
+        """Watch from `version` for at most one window; returns the last version seen.
+
+        The window bounds how long a silently dead connection (no FIN, no
+        error) can leave the view stale: the next window resumes from the last
+        version, so nothing is missed.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.window):
+                watch = self._api.watch(
+                    Pod,
+                    namespace=self._namespace,
+                    labels=label_selector(DRIVER_SELECTOR),
+                    resource_version=version,
+                    server_timeout=max(1, int(self.window) - 5),
+                )
+                async for kind, pod in watch:
+                    self.events += 1
+                    seen = pod.metadata.resourceVersion if pod.metadata is not None else None
+                    version = seen or version
+                    self._apply(kind, pod.to_dict())
+        return version
