@@ -12,6 +12,15 @@ Same contract as the SQL store (one suite runs on both). How it holds here:
   StoreConflict. A transaction SurrealDB rolled back because a concurrent one
   touched the same keys is retried by `SurrealConnection.run` and never
   surfaces as a conflict.
+- Guards: every write of an engine also writes (never deletes)
+  `rucat_guard:<id>` in the same transaction, so any two writes of one engine
+  write a common key and the database's write-write conflict detection
+  applies to them. Without it a delete racing a write may go unnoticed:
+  measured on SurrealDB 2.0's embedded engine, a CAS update and a CAS delete
+  on the same revision both committed in about 3% of races. (Embedded engines
+  also serialise writes in-process, see surreal_embedded; the guard is what
+  protects a remote server's writers, which no in-process lock can order.)
+  A guard outlives its engine (a few bytes per removed engine).
 - Schema: defined at open with `IF NOT EXISTS` (tables, indexes) and
   `OVERWRITE` (field types), so opening is idempotent and concurrent opens agree.
 """
@@ -75,14 +84,20 @@ DEFINE FIELD OVERWRITE to_state ON rucat_event TYPE string;
 DEFINE FIELD OVERWRITE message ON rucat_event TYPE option<string>;
 DEFINE FIELD OVERWRITE actor ON rucat_event TYPE string;
 DEFINE INDEX IF NOT EXISTS rucat_event_engine ON rucat_event FIELDS engine_id, seq;
+DEFINE TABLE IF NOT EXISTS rucat_guard SCHEMAFULL;
+DEFINE FIELD OVERWRITE writes ON rucat_guard TYPE int DEFAULT 0;
 """
+
+#: Written by every transaction that writes an engine (see "Guards" above).
+_GUARD = "UPSERT type::thing('rucat_guard', $id) SET writes += 1 RETURN NONE;"
 
 _ADD = """
 BEGIN TRANSACTION;
 CREATE type::thing('rucat_engine', $id) CONTENT $doc;
 CREATE type::thing('rucat_event', [$id, 0]) CONTENT $event;
+{_GUARD}
 COMMIT TRANSACTION;
-"""
+""".replace("{_GUARD}", _GUARD)
 
 # The CAS: the event is written only when the update matched, in the same
 # transaction, so a row and its history never disagree.
@@ -90,22 +105,26 @@ _TRANSITION = """
 BEGIN TRANSACTION;
 LET $after = (UPDATE type::thing('rucat_engine', $id) CONTENT $doc
               WHERE revision = $expected RETURN AFTER);
-IF array::len($after) > 0 AND $with_event {
-    CREATE type::thing('rucat_event', [$id, $expected + 1]) CONTENT $event;
+IF array::len($after) > 0 {
+    IF $with_event {
+        CREATE type::thing('rucat_event', [$id, $expected + 1]) CONTENT $event;
+    };
+    {_GUARD}
 };
 RETURN $after;
 COMMIT TRANSACTION;
-"""
+""".replace("{_GUARD}", _GUARD)
 
 _REMOVE = """
 BEGIN TRANSACTION;
 LET $gone = (DELETE type::thing('rucat_engine', $id) WHERE revision = $expected RETURN BEFORE);
 IF array::len($gone) > 0 {
     DELETE rucat_event WHERE engine_id = $id;
+    {_GUARD}
 };
 RETURN $gone;
 COMMIT TRANSACTION;
-"""
+""".replace("{_GUARD}", _GUARD)
 
 _GET = "SELECT * FROM type::thing('rucat_engine', $id);"
 
@@ -120,9 +139,18 @@ WHERE platform = $platform AND next_update_time <= $now AND state NOTINSIDE $sta
 ORDER BY next_update_time ASC, eid ASC LIMIT $limit;
 """
 
+# Activity only moves forward: reports arriving out of order never make an
+# engine look idle for longer than it is. Not a state change: no revision bump.
 _ACTIVITY = """
-UPDATE type::thing('rucat_engine', $id) SET last_activity_time = $at RETURN VALUE eid;
-"""
+BEGIN TRANSACTION;
+LET $moved = (UPDATE type::thing('rucat_engine', $id) SET last_activity_time = $at
+    WHERE last_activity_time = NONE OR last_activity_time < $at RETURN VALUE eid);
+IF array::len($moved) > 0 {
+    {_GUARD}
+};
+RETURN (SELECT VALUE eid FROM type::thing('rucat_engine', $id));
+COMMIT TRANSACTION;
+""".replace("{_GUARD}", _GUARD)
 
 
 def _utc(value: datetime, what: str) -> datetime:
@@ -268,7 +296,8 @@ class SurrealEngineStore:
         try:
             await self._db.run(
                 _ADD,
-                {
+                write=True,
+                variables={
                     "id": engine.id,
                     "doc": _doc(stored),
                     "event": _event_doc(stored, seq=0, from_state=None, actor=actor),
@@ -279,7 +308,7 @@ class SurrealEngineStore:
                 raise
             current = await self._find(engine.id)
             raise StoreConflict(f"engine {engine.id} already exists", current=current) from e
-        return await self.get(engine_id=engine.id)
+        return stored
 
     async def get(self, *, engine_id: EngineId) -> Engine:
         found = await self._find(engine_id)
@@ -344,7 +373,8 @@ class SurrealEngineStore:
         )
         (after,) = await self._db.run(
             _TRANSITION,
-            {
+            write=True,
+            variables={
                 "id": current.id,
                 "expected": current.revision,
                 "doc": _doc(stored),
@@ -355,26 +385,30 @@ class SurrealEngineStore:
         rows = _rows(after)
         if rows:
             return _engine(rows[0])
+        raise await self._conflict(current, "update")
+
+    async def _conflict(self, current: Engine, doing: str) -> StoreConflict:
         now = await self._find(current.id)
-        raise StoreConflict(
-            f"engine {current.id} changed since revision {current.revision}"
-            + (f" (now revision {now.revision}, {now.state.value})" if now else " (removed)"),
+        if now is None:
+            why = "it was removed"
+        else:
+            why = f"it is now at revision {now.revision} in state {now.state.value}"
+        return StoreConflict(
+            f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
             current=now,
         )
 
     async def remove(self, *, current: Engine) -> None:
-        (gone,) = await self._db.run(_REMOVE, {"id": current.id, "expected": current.revision})
-        if _rows(gone):
-            return
-        now = await self._find(current.id)
-        raise StoreConflict(
-            f"engine {current.id} changed since revision {current.revision}"
-            + (f" (now revision {now.revision}, {now.state.value})" if now else " (removed)"),
-            current=now,
+        (gone,) = await self._db.run(
+            _REMOVE, {"id": current.id, "expected": current.revision}, write=True
         )
+        if not _rows(gone):
+            raise await self._conflict(current, "remove")
 
     async def due(self, *, platform: str, now: datetime, limit: int) -> builtins.list[Engine]:
-        if limit <= 0:
+        if limit < 0:
+            raise InvalidRequest(f"limit must be >= 0, got {limit}")
+        if limit == 0:
             return []
         (rows,) = await self._db.run(
             _DUE,
@@ -394,8 +428,10 @@ class SurrealEngineStore:
         return [_event(row) for row in _rows(rows)]
 
     async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
-        (rows,) = await self._db.run(_ACTIVITY, {"id": engine_id, "at": _utc(at, "at")})
-        if not _rows(rows):
+        (found,) = await self._db.run(
+            _ACTIVITY, {"id": engine_id, "at": _utc(at, "at")}, write=True
+        )
+        if not _rows(found):
             raise EngineNotFound(engine_id)
 
     async def ping(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import time
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 
 from rucat.config import SurrealConfig
 from rucat.domain.errors import ConfigError, RucatError, StoreUnavailable
+from rucat.store import surreal_embedded
 
 T = TypeVar("T")
 
@@ -49,6 +51,7 @@ _EMBEDDED_SCHEMES = ("mem", "memory", "surrealkv", "surrealkv+versioned")
 _REMOTE_SCHEMES = ("ws", "wss", "http", "https")
 _HOST_PORT_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 _URI_KEY = "database.Surreal.uri"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 #: Substrings of SurrealDB's message for a transaction that lost a conflict
 #: with a concurrent one and was rolled back.
@@ -94,12 +97,16 @@ def parse_uri(uri: str) -> SurrealTarget:
         )
     scheme = text.split("://", 1)[0].lower()
     if scheme in _EMBEDDED_SCHEMES:
+        rest = text.split("://", 1)[1]
         if scheme in ("mem", "memory"):
-            return SurrealTarget(url="mem://", embedded=True, shown="mem://")
-        path = text.split("://", 1)[1]
-        if not path:
+            # mem://NAME: an in-memory database of this process, shared by name.
+            url = f"mem://{rest}"
+            return SurrealTarget(url=url, embedded=True, shown=url)
+        if not rest.strip("/"):
             raise ConfigError(f"{_URI_KEY} {uri!r} needs a path: surrealkv://PATH")
-        return SurrealTarget(url=text, embedded=True, shown=text)
+        # One key per file, however the path is spelled (relative to the cwd).
+        url = f"{scheme}://{os.path.abspath(rest)}"
+        return SurrealTarget(url=url, embedded=True, shown=url)
     if scheme in _REMOTE_SCHEMES:
         try:
             parts = urlsplit(text)
@@ -175,11 +182,22 @@ class SurrealConnection:
         retry_window: float = DEFAULT_RETRY_WINDOW,
     ) -> None:
         self.target = parse_uri(config.uri)
+        for key, name in (("namespace", config.namespace), ("database", config.database)):
+            if not _NAME_RE.fullmatch(name):
+                raise ConfigError(
+                    f"database.Surreal.{key} {name!r} must be 1-128 letters, digits, '_', '.' "
+                    "or '-', not starting with '.' or '-'"
+                )
+        # Every query selects its namespace and database itself: an embedded
+        # engine's session is shared by all stores of the process.
+        self._use = f"USE NS `{config.namespace}` DB `{config.database}`;\n"
         self._config = config
         self._connect_timeout = connect_timeout
         self._query_timeout = query_timeout
         self._retry_window = retry_window
         self._db: Any = None
+        #: Embedded only: the engine's write lock, shared with its other stores.
+        self._writes: asyncio.Lock | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -193,7 +211,7 @@ class SurrealConnection:
         async with self._lock:
             await self._connect()
         try:
-            await self.run(setup)
+            await self.run(setup, write=True)
         except BaseException:
             await self.close()
             raise
@@ -201,14 +219,24 @@ class SurrealConnection:
     async def close(self) -> None:
         self._closed = True
         db, self._db = self._db, None
-        if db is not None:
+        if db is None:
+            return
+        if self.target.embedded:
+            await surreal_embedded.release(self.target.url, db)
+        else:
             await self._discard(db)
 
     async def _connect(self) -> None:
-        """Open a fresh SDK connection; caller holds `_lock`."""
+        """Open (or, embedded, share) an SDK connection; caller holds `_lock`."""
         from surrealdb import AsyncSurreal
 
         shown = self.target.shown
+        if self.target.embedded:
+            embedded = await surreal_embedded.acquire(
+                self.target.url, shown=shown, timeout=max(self._connect_timeout, 30.0)
+            )
+            self._db, self._writes = embedded.db, embedded.writes
+            return
         try:
             db: Any = AsyncSurreal(self.target.url)
         except Exception as e:
@@ -246,7 +274,8 @@ class SurrealConnection:
         self._db = db
 
     async def _discard(self, db: Any) -> None:
-        if self.target.http:
+        """Close a remote connection (HTTP has none to close)."""
+        if self.target.http or self.target.embedded:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(db.close(), self._connect_timeout)
@@ -272,9 +301,12 @@ class SurrealConnection:
 
     # -- queries ------------------------------------------------------------
 
-    async def run(self, query: str, variables: dict[str, Any] | None = None) -> list[Any]:
+    async def run(
+        self, query: str, variables: dict[str, Any] | None = None, *, write: bool = False
+    ) -> list[Any]:
         """Run `query` (one or more statements); return each statement's result.
 
+        `write`: the query writes (embedded engines run one such at a time).
         Retries conflicting transactions; raises QueryFailed when a statement
         fails, StoreUnavailable when the database does not answer.
         """
@@ -284,6 +316,9 @@ class SurrealConnection:
         while True:
             attempt += 1
             try:
+                if write and self._writes is not None:
+                    async with self._writes:
+                        return await self._run_once(query, dict(variables or {}))
                 return await self._run_once(query, dict(variables or {}))
             except _Retry as e:
                 if time.monotonic() > deadline:
@@ -301,8 +336,9 @@ class SurrealConnection:
 
     async def _run_once(self, query: str, variables: dict[str, Any]) -> list[Any]:
         db = await self._connection()
-        answer = await self._guarded(db, lambda: db.query_raw(query, variables))
-        return self._check_answer(answer, "query")
+        answer = await self._guarded(db, lambda: db.query_raw(self._use + query, variables))
+        # The first statement is the USE that selects namespace and database.
+        return self._check_answer(answer, "query")[1:]
 
     async def _guarded(self, db: Any, call: Callable[[], Awaitable[T]]) -> T:
         """Await an SDK call with a timeout, converting whatever it raises."""
