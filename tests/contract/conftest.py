@@ -8,13 +8,21 @@ backend by appending one entry.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from rucat.config import DatabaseConfig, PostgresConfig, SqliteConfig
+from rucat.config import (
+    DatabaseConfig,
+    PostgresConfig,
+    SqliteConfig,
+    SurrealConfig,
+    SurrealCredentials,
+)
 from rucat.store import EngineStore, open_store
 from tests.support.postgres import (  # noqa: F401 - fixtures used by the backends
     PostgresServer,
@@ -39,9 +47,47 @@ async def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseC
     return DatabaseConfig(Postgres=PostgresConfig(uri=SecretStr(uri)))
 
 
+async def _surreal_mem(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseConfig:
+    # mem://NAME: an in-memory database shared by this process's stores that name it.
+    return DatabaseConfig(Surreal=SurrealConfig(uri=f"mem://{uuid.uuid4().hex}"))
+
+
+async def _surreal_kv(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseConfig:
+    return DatabaseConfig(Surreal=SurrealConfig(uri=f"surrealkv://{tmp_path}/db"))
+
+
+async def _surreal_remote(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseConfig:
+    """A fresh database on the SurrealDB server at RUCAT_TEST_SURREAL_URL (optional service).
+
+    RUCAT_TEST_SURREAL_USER / RUCAT_TEST_SURREAL_PASSWORD sign in when set.
+    """
+    url = os.environ.get("RUCAT_TEST_SURREAL_URL")
+    if not url:
+        pytest.skip(
+            "optional SurrealDB server not given: set RUCAT_TEST_SURREAL_URL "
+            "(e.g. ws://127.0.0.1:8000) to run the contract suite against it"
+        )
+    user = os.environ.get("RUCAT_TEST_SURREAL_USER")
+    credentials = None
+    if user:
+        password = SecretStr(os.environ.get("RUCAT_TEST_SURREAL_PASSWORD", ""))
+        credentials = SurrealCredentials(username=user, password=password)
+    return DatabaseConfig(
+        Surreal=SurrealConfig(
+            uri=url,
+            credentials=credentials,
+            namespace="rucat_test",
+            database=f"t{uuid.uuid4().hex}",
+        )
+    )
+
+
 BACKENDS: list[tuple[str, BackendFactory]] = [
     ("sqlite", _sqlite),
     ("postgres", _postgres),
+    ("surreal-mem", _surreal_mem),
+    ("surreal-kv", _surreal_kv),
+    ("surreal-remote", _surreal_remote),
 ]
 
 
