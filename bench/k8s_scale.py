@@ -2,6 +2,8 @@
 
 Prints two figures (issue 5, item 9):
 
+0. The platform alone: 1,000 start() calls at once (bounded concurrency) and
+   the time until inspect() says Ready for all (skip with --skip-burst).
 1. Time until 1,000 engines created at once are all Running, driven through
    the real monitor (reconciler) with a SQLite store, against the fake API
    server (tests/support/fake_kube.py) running as its own process with an
@@ -41,7 +43,7 @@ from rucat.config import (
     RucatConfig,
     SqliteConfig,
 )
-from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
+from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.observation import Ready
 from rucat.domain.state import EngineState
 from rucat.monitor.runner import build_monitor
@@ -89,7 +91,50 @@ async def steady_cpu(seconds: float) -> tuple[float, float]:
     return cpu_seconds() - cpu0, time.monotonic() - wall0
 
 
+async def platform_burst(args: argparse.Namespace) -> None:
+    """The platform alone: start() every engine at once (bounded), until all Ready."""
+    work = Path(tempfile.mkdtemp(prefix="rucat-k8s-burst-"))
+    fake = start_fake(work / "kubeconfig", args.auto_kubelet)
+    platform = KubernetesPlatform(
+        KubernetesPlatformConfig(namespace=NAMESPACE, kubeconfig=str(work / "kubeconfig"))
+    )
+    try:
+        request = CreateEngineRequest(name="burst", engine_type=EngineType.Spark, version="4.0.1")
+        engines = [
+            new_engine(request, platform="Kubernetes", now=datetime.now(UTC))
+            for _ in range(args.engines)
+        ]
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def start(engine: Engine) -> None:
+            async with gate:
+                await platform.start(engine=engine)
+
+        t0, cpu0 = time.monotonic(), cpu_seconds()
+        await asyncio.gather(*(start(e) for e in engines))
+        started = time.monotonic() - t0
+        waiting = list(engines)
+        while waiting:
+            await asyncio.sleep(0.2)
+            waiting = [
+                e for e in waiting if not isinstance(await platform.inspect(engine=e), Ready)
+            ]
+            if time.monotonic() - t0 > args.deadline:
+                raise SystemExit(f"{len(waiting)} engines not Ready after {args.deadline}s")
+        ready, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
+        print(
+            f"platform alone: {args.engines} start() calls ({args.concurrency} at a time) took "
+            f"{started:.1f}s; all inspect() Ready after {ready:.1f}s; {cpu:.1f} CPU s"
+        )
+    finally:
+        await platform.close()
+        fake.terminate()
+        fake.wait(timeout=30)
+
+
 async def run(args: argparse.Namespace) -> None:
+    if not args.skip_burst:
+        await platform_burst(args)
     work = Path(tempfile.mkdtemp(prefix="rucat-k8s-scale-"))
     kubeconfig = work / "kubeconfig"
     fake = start_fake(kubeconfig, args.auto_kubelet)
@@ -188,6 +233,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="max_concurrency")
     parser.add_argument("--auto-kubelet", type=float, default=0.5, help="pod Ready after (s)")
     parser.add_argument("--deadline", type=float, default=900.0)
+    parser.add_argument(
+        "--skip-burst", action="store_true", help="skip the platform-only start burst"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(run(args))

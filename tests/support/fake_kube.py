@@ -24,19 +24,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import binascii
 import copy
 import json
-import re
 import signal
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,184 +44,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-Obj = dict[str, Any]
+from tests.support.fake_kube_rules import (
+    KINDS,
+    ApiFailure,
+    Obj,
+    Requirement,
+    matches,
+    merge_patch,
+    now,
+    parse_selector,
+    validate,
+)
 
-KINDS = {
-    "pods": "Pod",
-    "services": "Service",
-    "secrets": "Secret",
-    "serviceaccounts": "ServiceAccount",
-    "configmaps": "ConfigMap",
-    "namespaces": "Namespace",
-}
-_LABEL_NAMES = frozenset({"services", "namespaces"})  # DNS-1123 labels, not subdomains
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_IANA = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+__all__ = ["FakeKube", "merge_patch", "parse_selector"]
+
 _END = b""  # queue item: end the watch stream cleanly
 _ABORT = b"!"  # queue item: cut the connection mid-stream
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _dns_label(value: str) -> bool:
-    return len(value) <= 63 and _DNS_LABEL.match(value) is not None
-
-
-def _dns_subdomain(value: str) -> bool:
-    return 0 < len(value) <= 253 and all(_dns_label(p) for p in value.split("."))
-
-
-class ApiFailure(Exception):
-    """An error answered as a Kubernetes Status object."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
-
-    def response(self) -> JSONResponse:
-        body = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        return JSONResponse(body, status_code=self.code)
-
-
-# --- label selectors ---------------------------------------------------------
-
-Requirement = Callable[[dict[str, str]], bool]
-
-
-@dataclass(frozen=True)
-class _Requirement:
-    """One clause of a label selector: `key` `op` `values`."""
-
-    key: str
-    op: str  # "in", "notin", "exists", "!exists"
-    values: frozenset[str] = frozenset()
-
-    def __call__(self, labels: dict[str, str]) -> bool:
-        if self.op == "exists":
-            return self.key in labels
-        if self.op == "!exists":
-            return self.key not in labels
-        found = labels.get(self.key) in self.values
-        return found if self.op == "in" else not found
-
-
-def parse_selector(text: str | None) -> list[Requirement]:
-    """Kubernetes label selector syntax: a=b, a==b, a!=b, a, !a, a in (x,y), a notin (x)."""
-    if not text:
-        return []
-    out: list[Requirement] = []
-    for raw in re.findall(r"[^,(]+(?:\([^)]*\))?", text):
-        part = raw.strip()
-        if not part:
-            continue
-        if m := re.fullmatch(r"([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)", part):
-            values = frozenset(v.strip() for v in m.group(3).split(","))
-            out.append(_Requirement(m.group(1), m.group(2), values))
-        elif m := re.fullmatch(r"([^\s!=]+)\s*!=\s*(\S*)", part):
-            out.append(_Requirement(m.group(1), "notin", frozenset({m.group(2)})))
-        elif m := re.fullmatch(r"([^\s!=]+)\s*==?\s*(\S*)", part):
-            out.append(_Requirement(m.group(1), "in", frozenset({m.group(2)})))
-        elif m := re.fullmatch(r"!\s*(\S+)", part):
-            out.append(_Requirement(m.group(1), "!exists"))
-        elif re.fullmatch(r"\S+", part):
-            out.append(_Requirement(part, "exists"))
-        else:
-            raise ApiFailure(400, "BadRequest", f"unable to parse requirement: {part!r}")
-    return out
-
-
-def _matches(obj: Obj, selector: list[Requirement]) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    return all(req(labels) for req in selector)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (also serves strategic merge patches of plain fields)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-# --- validation ---------------------------------------------------------------
-
-
-def _invalid(kind: str, name: str, problems: list[str]) -> ApiFailure:
-    return ApiFailure(422, "Invalid", f'{kind} "{name}" is invalid: ' + "; ".join(problems))
-
-
-def _check_port(where: str, port: Any, problems: list[str]) -> None:
-    if not isinstance(port, int) or not 1 <= port <= 65535:
-        problems.append(f"{where}: Invalid value: {port!r}: must be between 1 and 65535")
-
-
-def validate(plural: str, obj: Obj) -> None:
-    kind = KINDS[plural]
-    meta = obj.get("metadata") or {}
-    name = meta.get("name") or ""
-    problems: list[str] = []
-    if not name:
-        problems.append("metadata.name: Required value: name or generateName is required")
-    elif not (_dns_label(name) if plural in _LABEL_NAMES else _dns_subdomain(name)):
-        problems.append(f"metadata.name: Invalid value: {name!r}: must be a DNS-1123 name")
-    for key, value in (meta.get("labels") or {}).items():
-        prefix, _, label = key.rpartition("/")
-        if (
-            (prefix and not _dns_subdomain(prefix))
-            or len(label) > 63
-            or not _LABEL_NAME.match(label)
-        ):
-            problems.append(f"metadata.labels: Invalid value: {key!r}")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            problems.append(f"metadata.labels: Invalid value: {value!r}")
-    spec = obj.get("spec") or {}
-    if plural == "pods":
-        containers = spec.get("containers") or []
-        if not containers:
-            problems.append("spec.containers: Required value")
-        for i, c in enumerate(containers):
-            where = f"spec.containers[{i}]"
-            if not _dns_label(c.get("name") or ""):
-                problems.append(f"{where}.name: Invalid value: {c.get('name')!r}")
-            if not str(c.get("image") or "").strip():
-                problems.append(f"{where}.image: Required value")
-            for j, p in enumerate(c.get("ports") or []):
-                _check_port(f"{where}.ports[{j}].containerPort", p.get("containerPort"), problems)
-                pname = p.get("name")
-                if pname is not None and (len(pname) > 15 or not _IANA.match(pname)):
-                    problems.append(f"{where}.ports[{j}].name: Invalid value: {pname!r}")
-    if plural == "services":
-        for j, p in enumerate(spec.get("ports") or []):
-            _check_port(f"spec.ports[{j}].port", p.get("port"), problems)
-            target = p.get("targetPort", p.get("port"))
-            if not isinstance(target, str):
-                _check_port(f"spec.ports[{j}].targetPort", target, problems)
-    if plural == "secrets":
-        for key, value in (obj.get("data") or {}).items():
-            try:
-                base64.b64decode(value, validate=True)
-            except (binascii.Error, TypeError):
-                problems.append(f"data[{key}]: Invalid value: not base64")
-    if problems:
-        raise _invalid(kind, name, problems)
-
 
 # --- the server ---------------------------------------------------------------
 
@@ -388,7 +223,7 @@ class FakeKube:
         ]
 
     def _conditions(self, *, scheduled: bool, ready: bool) -> list[Obj]:
-        t = _now()
+        t = now()
         yes = lambda b: "True" if b else "False"  # noqa: E731
         return [
             {"type": "PodScheduled", "status": yes(scheduled), "lastTransitionTime": t},
@@ -402,7 +237,7 @@ class FakeKube:
         pod = self.get("pods", namespace, name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return False
-        state = {"running": {"startedAt": _now()}}
+        state = {"running": {"startedAt": now()}}
         with self._lock:
             # What a Spark Connect driver prints as it comes up (the fake runs no Spark).
             self._logs.setdefault(
@@ -416,7 +251,7 @@ class FakeKube:
             name,
             phase="Running",
             podIP="10.0.0.%d" % (hash(name) % 250 + 2),
-            startTime=_now(),
+            startTime=now(),
             conditions=self._conditions(scheduled=True, ready=ready),
             containerStatuses=self._container_status(pod, state, ready=ready),
         )
@@ -451,7 +286,7 @@ class FakeKube:
         pod = self.get("pods", namespace, name)
         if pod is None:
             return False
-        state = {"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": _now()}}
+        state = {"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": now()}}
         return self.set_pod_status(
             namespace,
             name,
@@ -461,7 +296,7 @@ class FakeKube:
         )
 
     def scheduler_unschedulable(self, namespace: str, name: str, message: str) -> bool:
-        t = _now()
+        t = now()
         condition = {
             "type": "PodScheduled",
             "status": "False",
@@ -516,7 +351,7 @@ class FakeKube:
         meta = obj.setdefault("metadata", {})
         meta["resourceVersion"] = str(self._rv)
         meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", _now())
+        meta.setdefault("creationTimestamp", now())
         if plural != "namespaces":
             meta["namespace"] = namespace
         self._objects[plural][(namespace, meta["name"])] = obj
@@ -549,7 +384,7 @@ class FakeKube:
             self._compacted_through = dropped[-1].rv
         for w in self._watchers:
             wanted = w.plural == plural and w.namespace in (None, namespace)
-            if wanted and _matches(obj, w.selector):
+            if wanted and matches(obj, w.selector):
                 w.loop.call_soon_threadsafe(w.queue.put_nowait, line)
 
     # --- HTTP ---------------------------------------------------------------------
@@ -645,7 +480,7 @@ class FakeKube:
                 items = [
                     o
                     for (o_ns, _), o in list(self._objects[plural].items())
-                    if o_ns == (ns or "") and _matches(o, selector)
+                    if o_ns == (ns or "") and matches(o, selector)
                 ]
                 for o in items:
                     self._delete_one(plural, ns or "", o["metadata"]["name"])
@@ -718,7 +553,7 @@ class FakeKube:
         if plural == "pods" and self.hold_pod_deletion:
             if not current["metadata"].get("deletionTimestamp"):
                 marked = copy.deepcopy(current)
-                marked["metadata"]["deletionTimestamp"] = _now()
+                marked["metadata"]["deletionTimestamp"] = now()
                 marked["metadata"]["deletionGracePeriodSeconds"] = 30
                 return self._store(plural, ns, marked, event="MODIFIED")
             return current
@@ -732,7 +567,7 @@ class FakeKube:
             items = [
                 o
                 for (o_ns, _), o in self._objects[plural].items()
-                if (ns is None or o_ns == ns) and _matches(o, selector)
+                if (ns is None or o_ns == ns) and matches(o, selector)
             ]
             return {
                 "kind": KINDS[plural] + "List",
@@ -751,7 +586,7 @@ class FakeKube:
             if raw_rv in (None, "", "0"):
                 # No version: every current object as ADDED, then changes.
                 for (o_ns, _), o in self._objects[plural].items():
-                    if (ns is None or o_ns == ns) and _matches(o, selector):
+                    if (ns is None or o_ns == ns) and matches(o, selector):
                         initial.append(json.dumps({"type": "ADDED", "object": o}).encode() + b"\n")
             elif int(raw_rv) < self._compacted_through:
                 gone = {
@@ -772,7 +607,7 @@ class FakeKube:
                 since = int(raw_rv)
                 for ev in self._history:
                     wanted = ev.rv > since and ev.plural == plural and ns in (None, ev.namespace)
-                    if wanted and _matches(ev.obj, selector):
+                    if wanted and matches(ev.obj, selector):
                         initial.append(ev.line)
             watcher = _Watcher(plural, ns, selector, queue, asyncio.get_running_loop())
             if not initial or initial[-1] != _END:
