@@ -97,9 +97,11 @@ async def test_datetimes_in_other_time_zones_come_back_as_the_same_instant_in_ut
     local_time = datetime(2026, 3, 4, 14, 6, 7, 654321, tzinfo=tokyo)
     engine = make_engine(at=local_time)
 
-    await store.add(engine=engine, actor="test")
+    stored = await store.add(engine=engine, actor="test")
     got = await store.get(engine_id=engine.id)
 
+    assert stored == got
+    assert is_utc(stored.create_time)
     assert got.create_time == local_time
     assert got.create_time.tzinfo is not None and is_utc(got.create_time)
     assert got.create_time.hour == 5

@@ -403,3 +403,52 @@ async def test_postgres_store_whose_server_stopped_raises_store_unavailable(
             await store.get(engine_id=engine.id)
     finally:
         await store.close()
+
+
+# --- data the backends treat differently ----------------------------------------
+
+
+async def test_nul_characters_in_logs_and_messages_are_stored_as_replacement_characters(
+    fresh_config: tuple[DatabaseConfig, str],
+) -> None:
+    config, _ = fresh_config
+    store = await open_store(config)
+    try:
+        engine = await store.add(
+            engine=make_engine(saved_logs="before\x00after", message="a\x00b"), actor="t"
+        )
+        moved = await store.transition(
+            current=engine,
+            new=replace(engine, state=EngineState.ErrorClean, message="died\x00"),
+            actor="m",
+        )
+
+        assert engine.message == "a\ufffdb"
+        got = await store.get(engine_id=engine.id)
+        assert got.saved_logs == "before\ufffdafter"
+        assert got == moved
+        assert (await store.events(engine_id=engine.id))[-1].message == "died\ufffd"
+    finally:
+        await store.close()
+
+
+async def test_a_transition_whose_event_cannot_be_written_changes_nothing(
+    fresh_config: tuple[DatabaseConfig, str],
+) -> None:
+    config, _ = fresh_config
+    store = await open_store(config)
+    try:
+        engine = await store.add(engine=make_engine(), actor="test")
+
+        # A missing actor breaks the event insert, which comes after the row update.
+        with pytest.raises(InvalidRequest):
+            await store.transition(
+                current=engine,
+                new=replace(engine, state=EngineState.TriggerStart),
+                actor=None,  # type: ignore[arg-type]
+            )
+
+        assert await store.get(engine_id=engine.id) == engine
+        assert len(await store.events(engine_id=engine.id)) == 1
+    finally:
+        await store.close()

@@ -49,7 +49,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from rucat.config import PostgresConfig, SqliteConfig
@@ -103,11 +103,20 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency
 class SqlEngineStore:
     """EngineStore on SQLite or PostgreSQL. Open with `open_sqlite`/`open_postgres`."""
 
-    def __init__(self, engine: AsyncEngine, *, description: str, serialise_writes: bool) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        description: str,
+        serialise_writes: bool,
+        write_options: Mapping[str, Any],
+    ) -> None:
         self._engine = engine
         #: Names the database in messages; never contains a password.
         self.description = description
         self._write_lock = asyncio.Lock() if serialise_writes else None
+        #: Execution options that make a connection's transaction a write transaction.
+        self._write_options = dict(write_options)
 
     # --- opening --------------------------------------------------------
 
@@ -124,7 +133,12 @@ class SqlEngineStore:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
-        store = cls(engine, description=description, serialise_writes=True)
+        store = cls(
+            engine,
+            description=description,
+            serialise_writes=True,
+            write_options={_WRITE_OPTION: True},
+        )
         await store._open()
         return store
 
@@ -148,9 +162,17 @@ class SqlEngineStore:
             # A server restart or failover drops pooled connections; checking
             # each one before use makes that invisible to callers.
             pool_pre_ping=True,
+            # Reads are single statements and need no BEGIN/ROLLBACK round
+            # trips; writes switch to READ COMMITTED transactions.
+            isolation_level="AUTOCOMMIT",
             hide_parameters=True,
         )
-        store = cls(engine, description=description, serialise_writes=False)
+        store = cls(
+            engine,
+            description=description,
+            serialise_writes=False,
+            write_options={"isolation_level": "READ COMMITTED"},
+        )
         await store._open()
         return store
 
@@ -203,10 +225,15 @@ class SqlEngineStore:
         except RucatError:
             raise
         except IntegrityError as e:
-            raise StoreConflict(
-                f"{self.description}: cannot {doing}: conflicting write ({_reason(e)})",
-                current=None,
-            ) from e
+            if _is_unique_violation(e):
+                # Two writers inserted one id at once; the other one won.
+                raise StoreConflict(
+                    f"{self.description}: cannot {doing}: conflicting write ({_reason(e)})",
+                    current=None,
+                ) from e
+            raise InvalidRequest(f"{self.description}: cannot {doing}: {_reason(e)}") from e
+        except DataError as e:
+            raise InvalidRequest(f"{self.description}: cannot {doing}: {_reason(e)}") from e
         except _DRIVER_ERRORS as e:
             raise StoreUnavailable(f"{self.description}: cannot {doing}: {_reason(e)}") from e
 
@@ -230,7 +257,7 @@ class SqlEngineStore:
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.connect() as conn:
-            await conn.execution_options(**{_WRITE_OPTION: True})
+            await conn.execution_options(**self._write_options)
             async with conn.begin():
                 yield conn
 
@@ -253,8 +280,7 @@ class SqlEngineStore:
     # --- the EngineStore protocol ---------------------------------------
 
     async def add(self, *, engine: Engine, actor: str) -> Engine:
-        stored = replace(engine, revision=0)
-        row = _engine_to_row(stored)
+        row = _engine_to_row(replace(engine, revision=0))
         async with self._write("add an engine") as conn:
             existing = await self._select(conn, engine.id)
             if existing is not None:
@@ -266,11 +292,12 @@ class SqlEngineStore:
                     time=row["create_time"],
                     from_state=None,
                     to_state=engine.state.value,
-                    message=engine.message,
+                    message=row["message"],
                     actor=actor,
                 )
             )
-        return stored
+        # The row as stored: UTC timestamps, NUL replaced.
+        return _engine_from_row(row)
 
     async def get(self, *, engine_id: EngineId) -> Engine:
         async with self._read("read an engine") as conn:
@@ -331,7 +358,7 @@ class SqlEngineStore:
                         time=row["update_time"],
                         from_state=current.state.value,
                         to_state=new.state.value,
-                        message=new.message,
+                        message=_text(new.message),
                         actor=actor,
                     )
                 )
@@ -428,6 +455,15 @@ def _utc(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _text(value: str | None) -> str | None:
+    """Free text (messages, captured logs) as every backend can store it.
+
+    PostgreSQL text cannot hold NUL, and engine logs may contain it: NUL
+    becomes U+FFFD on every backend, so all of them store the same thing.
+    """
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
 def _engine_to_row(engine: Engine) -> dict[str, Any]:
     return {
         "id": engine.id,
@@ -441,7 +477,7 @@ def _engine_to_row(engine: Engine) -> dict[str, Any]:
         "update_time": _utc(engine.update_time, "update_time"),
         "next_update_time": _utc(engine.next_update_time, "next_update_time"),
         "revision": engine.revision,
-        "message": engine.message,
+        "message": _text(engine.message),
         "endpoint": engine.endpoint,
         "lease_owner": engine.lease_owner,
         "last_activity_time": (
@@ -450,7 +486,7 @@ def _engine_to_row(engine: Engine) -> dict[str, Any]:
             else _utc(engine.last_activity_time, "last_activity_time")
         ),
         "connect_token": engine.connect_token,
-        "saved_logs": engine.saved_logs,
+        "saved_logs": _text(engine.saved_logs),
     }
 
 
@@ -549,6 +585,13 @@ def _postgres_url(uri: str) -> tuple[URL, dict[str, Any]]:
     if sslmode is not None:
         connect_args["ssl"] = sslmode if isinstance(sslmode, str) else sslmode[0]
     return url.set(drivername="postgresql+asyncpg", query=query), connect_args
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    text_ = str(getattr(error, "orig", None) or error).lower()
+    # PostgreSQL: "duplicate key value violates unique constraint";
+    # SQLite: "UNIQUE constraint failed".
+    return "unique constraint" in text_ or "duplicate key" in text_
 
 
 def _reason(error: BaseException) -> str:
