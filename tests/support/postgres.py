@@ -47,6 +47,10 @@ def _run_as() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
+class _ExitedAtStart(RuntimeError):
+    pass
+
+
 @dataclass
 class PostgresServer:
     """A running throwaway server; `uri(db)` gives a postgresql:// URI."""
@@ -84,7 +88,7 @@ class PostgresServer:
         if run_as:
             for path in (self.base_dir, self.socket_dir, pwfile):
                 os.chown(path, run_as["user"], run_as["group"])
-        subprocess.run(
+        initdb = subprocess.run(
             [
                 self._bin("initdb"),
                 "--pgdata",
@@ -101,13 +105,29 @@ class PostgresServer:
                 "UTF8",
                 "--no-sync",
             ],
-            check=True,
+            check=False,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             **run_as,
         )
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{initdb.stdout.decode(errors='replace')}")
         os.unlink(pwfile)
-        log = open(self.log_file, "wb")  # noqa: SIM115 - handed to the server process
+        # The free port may be taken by someone else before postgres binds it:
+        # try a few.
+        for attempt in range(3):
+            if attempt:
+                self.port = free_port()
+            self._launch(run_as)
+            try:
+                self._wait_ready()
+                return
+            except _ExitedAtStart:
+                if attempt == 2:
+                    raise
+
+    def _launch(self, run_as: dict[str, Any]) -> None:
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the server process
         if run_as:
             os.chown(self.log_file, run_as["user"], run_as["group"])
         self.process = subprocess.Popen(
@@ -136,14 +156,13 @@ class PostgresServer:
             **run_as,
         )
         log.close()
-        self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"postgres exited at start:\n{self._log_tail()}")
+                raise _ExitedAtStart(f"postgres exited at start:\n{self._log_tail()}")
             ready = subprocess.run(
                 [self._bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
                 check=False,
