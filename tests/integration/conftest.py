@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -70,10 +71,16 @@ async def running_api(
     clock: FakeClock | None = None,
     headers: dict[str, str] | None = None,
     auth: httpx.Auth | None = None,
+    extra_routes: dict[str, Callable[..., Any]] | None = None,
+    allow_internal_errors: bool = False,
 ) -> AsyncIterator[Api]:
     clock = clock or FakeClock()
     notified: list[str] = []
     app = create_app(config, store=store, platform=platform, clock=clock, notify=notified.append)
+    for route, handler in (extra_routes or {}).items():
+        app.add_api_route(route, handler)
+    bugs = _InternalErrors()
+    logging.getLogger("rucat.server").addHandler(bugs)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off"
@@ -95,6 +102,22 @@ async def running_api(
     finally:
         server.should_exit = True
         await task
+        logging.getLogger("rucat.server").removeHandler(bugs)
+    # A 500 is a bug: no API test may cause one unless it asks to.
+    if not allow_internal_errors:
+        assert not bugs.records, [r.getMessage() for r in bugs.records]
+
+
+class _InternalErrors(logging.Handler):
+    """Collects the middleware's 'internal error' records (unexpected exceptions)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("internal error"):
+            self.records.append(record)
 
 
 @pytest.fixture

@@ -169,3 +169,16 @@ async def test_credentials_never_reach_the_logs(
         base64.b64encode(b"admin:guessed-pass").decode(),
     ):
         assert header not in text
+
+
+async def test_openapi_declares_the_configured_schemes_and_leaves_health_open(
+    start_api: StartApi,
+) -> None:
+    async with start_api(BOTH, headers={"Authorization": "Bearer t0ken-value"}) as api:
+        schema = (await api.client.get("/openapi.json")).json()
+    assert schema["components"]["securitySchemes"] == {
+        "basic": {"type": "http", "scheme": "basic"},
+        "bearer": {"type": "http", "scheme": "bearer"},
+    }
+    assert schema["security"] == [{"basic": []}, {"bearer": []}]
+    assert schema["paths"]["/health"]["get"]["security"] == []

@@ -229,3 +229,22 @@ def test_json_log_lines_are_one_object_each() -> None:
     assert first["level"] == "INFO"
     assert first["logger"] == "rucat.access"
     assert second["message"] == "two\nlines"
+
+
+async def test_an_unexpected_exception_is_a_logged_500_with_a_json_detail(
+    start_api: StartApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def boom() -> None:
+        raise RuntimeError("a bug with a secret inside: hunter2")
+
+    caplog.set_level(logging.ERROR, logger="rucat.server")
+    async with start_api(extra_routes={"/boom": boom}, allow_internal_errors=True) as api:
+        response = await api.client.get("/boom")
+        assert response.status_code == 500
+        assert response.json() == {"detail": "internal error"}
+        assert "hunter2" not in response.text
+        text = (await api.client.get("/metrics")).text
+    assert _sample(text, "rucat_http_requests_total", route="/boom", status="500") == 1
+    errors = [r for r in caplog.records if r.getMessage().startswith("internal error")]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None

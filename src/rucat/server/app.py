@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
+from fastapi.openapi.utils import get_openapi
 
 from rucat.config import RucatConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
@@ -91,6 +92,8 @@ def create_app(
         max_body_bytes=config.max_body_bytes,
         routes=lambda: list(app.routes),
     )
+
+    _document_security(app, authenticator)
 
     def wrote(engine_id: EngineId) -> None:
         if notify is not None:
@@ -244,6 +247,29 @@ def create_app(
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _document_security(app: FastAPI, authenticator: Authenticator) -> None:
+    """Declare the accepted auth schemes in /openapi.json (so /docs can send them)."""
+    schemes = authenticator.schemes
+    if not schemes:
+        return
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
+                name: {"type": "http", "scheme": name} for name in schemes
+            }
+            schema["security"] = [{name: []} for name in schemes]
+            schema["paths"]["/health"]["get"]["security"] = []
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _tail(text: str, lines: int | None) -> str:

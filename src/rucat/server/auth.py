@@ -51,6 +51,12 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._basic is not None or self._bearer is not None
 
+    @property
+    def schemes(self) -> list[str]:
+        """HTTP auth schemes accepted ("basic", "bearer"), for the OpenAPI document."""
+        offered = (("basic", self._basic), ("bearer", self._bearer))
+        return [name for name, credential in offered if credential is not None]
+
     def authenticate(self, authorization: str | None) -> str:
         """The caller's actor name (recorded on writes); raises Unauthenticated."""
         if not self.enabled:
