@@ -98,7 +98,7 @@ def test_schema_revision_constant_is_the_newest_migration() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from rucat.store.sql import MIGRATIONS_DIR
+    from rucat.store.sql_dialects import MIGRATIONS_DIR
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

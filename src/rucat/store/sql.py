@@ -1,7 +1,8 @@
 """The engine store on SQL: SQLite (the default) and PostgreSQL.
 
-SQLAlchemy 2 Core over asyncio drivers (aiosqlite, asyncpg). The schema is
-created and upgraded by Alembic at open (`rucat/store/migrations/`).
+SQLAlchemy 2 Core over asyncio drivers (aiosqlite, asyncpg). How each
+database is connected lives in `sql_dialects`, the tables in `sql_schema`;
+the schema is created and upgraded by Alembic at open (`migrations/`).
 
 Invariants:
 
@@ -30,16 +31,13 @@ from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     String,
     and_,
     column,
     delete,
-    event,
     insert,
     inspect,
     or_,
@@ -48,9 +46,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.engine import Engine, EngineEvent, EngineId, EngineType
@@ -63,27 +61,18 @@ from rucat.domain.errors import (
     StoreUnavailable,
 )
 from rucat.domain.state import STABLE_STATES, EngineState
+from rucat.store.sql_dialects import (
+    MIGRATION_LOCK_KEY,
+    SqlDatabase,
+    postgres_engine,
+    sqlite_engine,
+    upgrade_to_head,
+)
 from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, engine_events, engines
 
 __all__ = ["SqlEngineStore"]
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-#: How long a SQLite writer waits for another process's write lock.
-SQLITE_BUSY_TIMEOUT_SECS = 30.0
-#: How long opening a PostgreSQL connection may take before it is an error.
-POSTGRES_CONNECT_TIMEOUT_SECS = 5.0
-#: How long one PostgreSQL statement may take before it is an error.
-POSTGRES_COMMAND_TIMEOUT_SECS = 60.0
-#: How long a task waits for a pooled connection.
-POOL_TIMEOUT_SECS = 30.0
-#: pg_advisory_xact_lock key that serialises migrations ("rucat" in ASCII).
-_MIGRATION_LOCK_KEY = 0x7275636174
-
-#: Execution option marking a connection that will write (SQLite: BEGIN IMMEDIATE).
-_WRITE_OPTION = "rucat_write"
 
 #: Errors that mean "the database failed", as opposed to a bug in Rucat.
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -103,76 +92,26 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency
 class SqlEngineStore:
     """EngineStore on SQLite or PostgreSQL. Open with `open_sqlite`/`open_postgres`."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        description: str,
-        serialise_writes: bool,
-        write_options: Mapping[str, Any],
-    ) -> None:
-        self._engine = engine
+    def __init__(self, database: SqlDatabase) -> None:
+        self._engine = database.engine
         #: Names the database in messages; never contains a password.
-        self.description = description
-        self._write_lock = asyncio.Lock() if serialise_writes else None
-        #: Execution options that make a connection's transaction a write transaction.
-        self._write_options = dict(write_options)
+        self.description = database.description
+        self._write_lock = asyncio.Lock() if database.serialise_writes else None
+        self._write_options = dict(database.write_options)
 
     # --- opening --------------------------------------------------------
 
     @classmethod
     async def open_sqlite(cls, config: SqliteConfig) -> SqlEngineStore:
         """Open (creating the file and its folder) and migrate a SQLite database."""
-        path = await asyncio.to_thread(_prepare_sqlite_path, config.path)
-        description = f"SQLite database {path}"
-        engine = create_async_engine(
-            URL.create("sqlite+aiosqlite", database=str(path)),
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS},
-            pool_timeout=POOL_TIMEOUT_SECS,
-            hide_parameters=True,
-        )
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
-        store = cls(
-            engine,
-            description=description,
-            serialise_writes=True,
-            write_options={_WRITE_OPTION: True},
-        )
+        store = cls(await asyncio.to_thread(sqlite_engine, config))
         await store._open()
         return store
 
     @classmethod
     async def open_postgres(cls, config: PostgresConfig) -> SqlEngineStore:
         """Connect to and migrate a PostgreSQL database; fails within seconds if unreachable."""
-        url, connect_args = _postgres_url(config.uri.get_secret_value())
-        description = (
-            f"PostgreSQL database {url.database or '(default)'!r} at "
-            f"{url.host or 'localhost'}:{url.port or 5432}"
-        )
-        engine = create_async_engine(
-            url,
-            connect_args={
-                "timeout": POSTGRES_CONNECT_TIMEOUT_SECS,
-                "command_timeout": POSTGRES_COMMAND_TIMEOUT_SECS,
-                "server_settings": {"application_name": "rucat"},
-                **connect_args,
-            },
-            pool_timeout=POOL_TIMEOUT_SECS,
-            # A server restart or failover drops pooled connections; checking
-            # each one before use makes that invisible to callers.
-            pool_pre_ping=True,
-            # Reads are single statements and need no BEGIN/ROLLBACK round
-            # trips; writes switch to READ COMMITTED transactions.
-            isolation_level="AUTOCOMMIT",
-            hide_parameters=True,
-        )
-        store = cls(
-            engine,
-            description=description,
-            serialise_writes=False,
-            write_options={"isolation_level": "READ COMMITTED"},
-        )
+        store = cls(postgres_engine(config))
         await store._open()
         return store
 
@@ -202,9 +141,9 @@ class SqlEngineStore:
                 if conn.dialect.name == "postgresql":
                     # Two processes opening one fresh database migrate it once.
                     await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
                     )
-                await conn.run_sync(_upgrade_to_head)
+                await conn.run_sync(upgrade_to_head)
         except CommandError as e:
             # Typically a database migrated by a newer Rucat than this one.
             raise ConfigError(
@@ -511,80 +450,6 @@ def _engine_from_row(row: RowMapping | Mapping[str, Any]) -> Engine:
         connect_token=row["connect_token"],
         saved_logs=row["saved_logs"],
     )
-
-
-# --- drivers and migrations ---------------------------------------------------
-
-
-def _prepare_sqlite_path(configured: str) -> Path:
-    """The absolute database path, its folder created; ConfigError/StoreUnavailable."""
-    if configured in ("", ":memory:") or configured.startswith("file:"):
-        raise ConfigError(
-            f"database.Sqlite.path: {configured!r} is not a file path; "
-            "SQLite is shared between processes through a file"
-        )
-    path = Path(configured).expanduser().absolute()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreUnavailable(
-            f"SQLite database {path}: cannot create folder {path.parent}: {e.strerror or e}"
-        ) from e
-    return path
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Rucat issues BEGIN itself (see _sqlite_on_begin); the driver must not.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        mode = cursor.fetchone()
-        if mode is None or str(mode[0]).lower() != "wal":
-            log.warning("SQLite refused WAL mode (got %s); concurrent access will be slower", mode)
-        # NORMAL is durable in WAL mode except for the last commits at power loss.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # A writer takes the write lock up front (waiting up to the busy timeout)
-    # instead of upgrading a read lock later, which SQLite would refuse at once.
-    write = conn.get_execution_options().get(_WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _upgrade_to_head(connection: Connection) -> None:
-    # Imported here: Alembic takes a second to import and is rarely needed.
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
-
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.set_main_option("path_separator", "os")
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-
-
-def _postgres_url(uri: str) -> tuple[URL, dict[str, Any]]:
-    """The asyncpg URL for a postgresql:// URI, plus connect arguments from its query."""
-    try:
-        url = make_url(uri)
-    except ArgumentError as e:
-        raise ConfigError("database.Postgres.uri is not a valid URI") from e
-    if url.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
-        raise ConfigError(
-            f"database.Postgres.uri must start with postgresql://, not {url.drivername}://"
-        )
-    query = dict(url.query)
-    connect_args: dict[str, Any] = {}
-    # libpq's sslmode is asyncpg's ssl.
-    sslmode = query.pop("sslmode", None)
-    if sslmode is not None:
-        connect_args["ssl"] = sslmode if isinstance(sslmode, str) else sslmode[0]
-    return url.set(drivername="postgresql+asyncpg", query=query), connect_args
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
