@@ -8,6 +8,7 @@ processes, and PostgreSQL connections dropped under a running store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sqlite3
 import sys
@@ -32,6 +33,7 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError, InvalidRequest, StoreUnavailable
 from rucat.domain.state import EngineState
 from rucat.store import EngineStore, open_store
+from rucat.store.sql import SqlEngineStore
 from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, metadata
 from tests.support import free_port, require_postgres
 from tests.support.postgres import (  # noqa: F401 - fixtures
@@ -452,3 +454,81 @@ async def test_a_transition_whose_event_cannot_be_written_changes_nothing(
         assert len(await store.events(engine_id=engine.id)) == 1
     finally:
         await store.close()
+
+
+# --- wake-ups -------------------------------------------------------------------
+
+
+async def first_change(watched: SqlEngineStore, writer: EngineStore, engine: Engine) -> str:
+    """Write `engine` through `writer` until `watched.changes()` announces something."""
+    changes = watched.changes()
+    pending = asyncio.ensure_future(anext(changes))
+    current = engine
+    try:
+        for step in range(100):
+            current = await writer.transition(
+                current=current,
+                new=replace(current, next_update_time=T0 + timedelta(seconds=step)),
+                actor="test",
+            )
+            done, _ = await asyncio.wait({pending}, timeout=0.2)
+            if done:
+                return pending.result()
+        raise AssertionError("no change was announced")
+    finally:
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+        await changes.aclose()
+
+
+async def test_sqlite_store_announces_its_own_writes(tmp_path: Path) -> None:
+    store = await SqlEngineStore.open_sqlite(SqliteConfig(path=str(tmp_path / "rucat.db")))
+    try:
+        engine = await store.add(engine=make_engine(), actor="test")
+
+        assert await first_change(store, store, engine) == engine.id
+    finally:
+        await store.close()
+
+
+async def test_postgres_store_announces_writes_of_another_store(server: PostgresServer) -> None:
+    config = PostgresConfig(uri=SecretStr(await server.create_database()))
+    watcher = await SqlEngineStore.open_postgres(config)
+    writer = await open_store(DatabaseConfig(Postgres=config))
+    try:
+        engine = await writer.add(engine=make_engine(), actor="test")
+
+        assert await first_change(watcher, writer, engine) == engine.id
+    finally:
+        await writer.close()
+        await watcher.close()
+
+
+async def test_postgres_wake_ups_resume_after_the_listening_connection_drops(
+    server: PostgresServer,
+) -> None:
+    uri = await server.create_database()
+    config = PostgresConfig(uri=SecretStr(uri))
+    watcher = await SqlEngineStore.open_postgres(config)
+    writer = await open_store(DatabaseConfig(Postgres=config))
+    try:
+        engine = await writer.add(engine=make_engine(), actor="test")
+        assert await first_change(watcher, writer, engine) == engine.id
+
+        admin = await asyncpg.connect(server.uri("postgres"))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                uri.rsplit("/", 1)[1],
+            )
+        finally:
+            await admin.close()
+        assert killed == 1
+
+        engine = await writer.get(engine_id=engine.id)
+        assert await first_change(watcher, writer, engine) == engine.id
+    finally:
+        await writer.close()
+        await watcher.close()

@@ -68,6 +68,7 @@ from rucat.store.sql_dialects import (
     sqlite_engine,
     upgrade_to_head,
 )
+from rucat.store.sql_notify import CHANNEL, ChangeFeed
 from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, engine_events, engines
 
 __all__ = ["SqlEngineStore"]
@@ -98,6 +99,9 @@ class SqlEngineStore:
         self.description = database.description
         self._write_lock = asyncio.Lock() if database.serialise_writes else None
         self._write_options = dict(database.write_options)
+        self._feed = ChangeFeed(listen=database.listen, description=self.description)
+        #: PostgreSQL announces writes with NOTIFY; SQLite only within this store.
+        self._notify_in_database = database.listen is not None
 
     # --- opening --------------------------------------------------------
 
@@ -152,6 +156,7 @@ class SqlEngineStore:
             ) from e
 
     async def close(self) -> None:
+        await self._feed.close()
         await self._engine.dispose()
 
     # --- transactions and errors ----------------------------------------
@@ -235,6 +240,8 @@ class SqlEngineStore:
                     actor=actor,
                 )
             )
+            await self._announce(conn, engine.id)
+        self._announced(engine.id)
         # The row as stored: UTC timestamps, NUL replaced.
         return _engine_from_row(row)
 
@@ -301,7 +308,9 @@ class SqlEngineStore:
                         actor=actor,
                     )
                 )
-            return _engine_from_row(stored)
+            await self._announce(conn, current.id)
+        self._announced(current.id)
+        return _engine_from_row(stored)
 
     async def remove(self, *, current: Engine) -> None:
         async with self._write("remove an engine") as conn:
@@ -379,6 +388,27 @@ class SqlEngineStore:
             exists = await conn.scalar(select(engines.c.id).where(engines.c.id == engine_id))
             if exists is None:
                 raise EngineNotFound(engine_id)
+
+    def changes(self) -> AsyncIterator[EngineId]:
+        """Ids of engines added or transitioned from now on: a wake-up hint only.
+
+        May come late, twice or never (see rucat.store.sql_notify); on
+        PostgreSQL it includes other processes' writes.
+        """
+        return self._feed.subscribe()
+
+    async def _announce(self, conn: AsyncConnection, engine_id: EngineId) -> None:
+        """Inside a write transaction: NOTIFY (sent by PostgreSQL at commit)."""
+        if self._notify_in_database:
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :engine_id)"),
+                {"channel": CHANNEL, "engine_id": engine_id},
+            )
+
+    def _announced(self, engine_id: EngineId) -> None:
+        """After a commit: tell this process's subscribers (those NOTIFY does not reach)."""
+        if not self._notify_in_database:
+            self._feed.publish(engine_id)
 
     async def ping(self) -> None:
         async with self._read("answer a ping") as conn:

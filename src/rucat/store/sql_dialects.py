@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.errors import ConfigError, StoreUnavailable
+from rucat.store.sql_notify import ListenConnector
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class SqlDatabase:
     serialise_writes: bool
     #: Execution options that make a connection's transaction a write transaction.
     write_options: Mapping[str, Any]
+    #: Opens a raw connection for LISTEN (PostgreSQL only).
+    listen: ListenConnector | None = None
 
 
 def sqlite_engine(config: SqliteConfig) -> SqlDatabase:
@@ -153,14 +156,22 @@ def sqlite_engine(config: SqliteConfig) -> SqlDatabase:
 def postgres_engine(config: PostgresConfig) -> SqlDatabase:
     """A PostgreSQL engine on `config.uri` (connects lazily)."""
     url, connect_args = _postgres_url(config.uri.get_secret_value())
+    connect_args = {
+        "timeout": POSTGRES_CONNECT_TIMEOUT_SECS,
+        "command_timeout": POSTGRES_COMMAND_TIMEOUT_SECS,
+        "server_settings": {"application_name": "rucat"},
+        **connect_args,
+    }
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def listen() -> Any:
+        import asyncpg
+
+        return await asyncpg.connect(dsn, **connect_args)
+
     engine = create_async_engine(
         url,
-        connect_args={
-            "timeout": POSTGRES_CONNECT_TIMEOUT_SECS,
-            "command_timeout": POSTGRES_COMMAND_TIMEOUT_SECS,
-            "server_settings": {"application_name": "rucat"},
-            **connect_args,
-        },
+        connect_args=connect_args,
         pool_timeout=POOL_TIMEOUT_SECS,
         # A server restart or failover drops pooled connections; checking
         # each one before use makes that invisible to callers.
@@ -178,4 +189,5 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
         ),
         serialise_writes=False,
         write_options={"isolation_level": "READ COMMITTED"},
+        listen=listen,
     )
