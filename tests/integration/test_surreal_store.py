@@ -514,3 +514,15 @@ async def test_every_store_operation_works_over_a_remote_transport(
             await store.get(engine_id=added.id)
     finally:
         await store.close()
+
+
+async def test_nul_in_messages_and_logs_is_stored_as_the_replacement_character_like_sql() -> None:
+    store = await SurrealEngineStore.open(SurrealConfig(uri="mem://nul"))
+    try:
+        added = await store.add(engine=engine(message="a\x00b", saved_logs="x\x00"), actor="u")
+        assert (added.message, added.saved_logs) == ("a\ufffdb", "x\ufffd")
+        assert await store.get(engine_id=added.id) == added
+        (event,) = await store.events(engine_id=added.id)
+        assert event.message == "a\ufffdb"
+    finally:
+        await store.close()

@@ -93,9 +93,10 @@ _GUARD = "UPSERT type::thing('rucat_guard', $id) SET writes += 1 RETURN NONE;"
 
 _ADD = """
 BEGIN TRANSACTION;
-CREATE type::thing('rucat_engine', $id) CONTENT $doc;
+LET $row = (CREATE type::thing('rucat_engine', $id) CONTENT $doc RETURN AFTER);
 CREATE type::thing('rucat_event', [$id, 0]) CONTENT $event;
 {_GUARD}
+RETURN $row;
 COMMIT TRANSACTION;
 """.replace("{_GUARD}", _GUARD)
 
@@ -163,6 +164,15 @@ def _utc_or_none(value: datetime | None, what: str) -> datetime | None:
     return None if value is None else _utc(value, what)
 
 
+def _text(value: str | None) -> str | None:
+    """Free text (messages, captured logs) as every backend stores it.
+
+    PostgreSQL text cannot hold NUL, and engine logs may contain it: NUL
+    becomes U+FFFD in every store, so all of them store the same thing.
+    """
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
 def _doc(engine: Engine) -> dict[str, Any]:
     """The stored form of `engine`. Absent optional fields are NONE (omitted)."""
     doc: dict[str, Any] = {
@@ -180,6 +190,8 @@ def _doc(engine: Engine) -> dict[str, Any]:
     }
     for key in _OPTIONAL_STRINGS:
         value = getattr(engine, key)
+        if key in ("message", "saved_logs"):
+            value = _text(value)
         if value is not None:
             doc[key] = value
     activity = _utc_or_none(engine.last_activity_time, "last_activity_time")
@@ -249,7 +261,7 @@ def _event_doc(
     if from_state is not None:
         doc["from_state"] = from_state.value
     if engine.message is not None:
-        doc["message"] = engine.message
+        doc["message"] = _text(engine.message)
     return doc
 
 
@@ -294,7 +306,7 @@ class SurrealEngineStore:
     async def add(self, *, engine: Engine, actor: str) -> Engine:
         stored = replace(engine, revision=0)
         try:
-            await self._db.run(
+            (row,) = await self._db.run(
                 _ADD,
                 write=True,
                 variables={
@@ -308,7 +320,8 @@ class SurrealEngineStore:
                 raise
             current = await self._find(engine.id)
             raise StoreConflict(f"engine {engine.id} already exists", current=current) from e
-        return stored
+        # The row as stored: UTC timestamps, NUL replaced.
+        return _engine(_rows(row)[0])
 
     async def get(self, *, engine_id: EngineId) -> Engine:
         found = await self._find(engine_id)

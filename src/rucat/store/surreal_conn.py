@@ -57,7 +57,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 #: with a concurrent one and was rolled back.
 _CONFLICT_MARKERS = ("read or write conflict", "can be retried", "transaction conflict")
 #: Substrings of messages saying the remote session must sign in again.
-_REAUTH_MARKERS = ("token has expired", "session has expired", "expired")
+_REAUTH_MARKERS = ("token has expired", "session has expired")
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class SurrealConnection:
         Raises StoreUnavailable (cannot reach it) or ConfigError (it refused us).
         """
         async with self._lock:
-            await self._connect()
+            await self._connect(opening=True)
         try:
             await self.run(setup, write=True)
         except BaseException:
@@ -226,8 +226,11 @@ class SurrealConnection:
         else:
             await self._discard(db)
 
-    async def _connect(self) -> None:
-        """Open (or, embedded, share) an SDK connection; caller holds `_lock`."""
+    async def _connect(self, *, opening: bool = False) -> None:
+        """Open (or, embedded, share) an SDK connection; caller holds `_lock`.
+
+        A refused sign-in is a ConfigError at open, StoreUnavailable on a reconnect.
+        """
         from surrealdb import AsyncSurreal
 
         shown = self.target.shown
@@ -246,7 +249,7 @@ class SurrealConnection:
                 if not self.target.http:
                     await db.connect()
                 creds = self._config.credentials
-                if creds is not None and not self.target.embedded:
+                if creds is not None:
                     await db.signin(
                         {"username": creds.username, "password": creds.password.get_secret_value()}
                     )
@@ -266,10 +269,11 @@ class SurrealConnection:
             if any(w in low for w in ("signin", "sign in", "credentials", "authentication")) or (
                 type(e).__name__ == "NotAllowedError"
             ):
-                raise ConfigError(
+                refused = (
                     f"SurrealDB at {shown} refused the sign-in of database.Surreal.credentials: "
                     f"{text}"
-                ) from e
+                )
+                raise (ConfigError(refused) if opening else StoreUnavailable(refused)) from e
             raise StoreUnavailable(f"cannot open SurrealDB at {shown}: {text}") from e
         self._db = db
 
