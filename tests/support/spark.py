@@ -7,11 +7,13 @@ file readable only by its owner, never on the command line.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,19 @@ import pyspark
 
 SPARK_HOME = Path(pyspark.__file__).parent
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the test process dies (Linux).
+
+    A test killed by a timeout must not leave a JVM behind.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _port_open(port: int) -> bool:
@@ -108,6 +123,7 @@ def start_spark_connect(
         cwd=workdir,
         env=env,
         start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     server = SparkConnectServer(port=port, token=token, workdir=workdir, process=process, _log=log)
     deadline = time.monotonic() + timeout
@@ -116,6 +132,8 @@ def start_spark_connect(
             raise RuntimeError(f"Spark Connect server exited early:\n{server.log_tail()}")
         if time.monotonic() > deadline:
             server.stop()
-            raise RuntimeError(f"Spark Connect server not up after {timeout}s:\n{server.log_tail()}")
+            raise RuntimeError(
+                f"Spark Connect server not up after {timeout}s:\n{server.log_tail()}"
+            )
         time.sleep(0.2)
     return server

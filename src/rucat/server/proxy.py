@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -77,6 +78,10 @@ _UPSTREAM_OPTIONS: list[tuple[str, Any]] = [
 #: engine's), routing, and headers gRPC sets itself on each hop.
 _DROPPED_KEYS = frozenset({"authorization", ENGINE_ID_KEY, "user-agent", "te", "content-type"})
 
+#: The one `grpc-` key an application sets: the rich error status (google.rpc.Status),
+#: from which pyspark rebuilds AnalysisException and friends.
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
 
 def _forwardable(metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, Any]]:
     if not metadata:
@@ -84,7 +89,8 @@ def _forwardable(metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tup
     return [
         (key, value)
         for key, value in metadata
-        if key not in _DROPPED_KEYS and not key.startswith((":", "grpc-"))
+        if key not in _DROPPED_KEYS
+        and (key == _STATUS_DETAILS_KEY or not key.startswith((":", "grpc-")))
     ]
 
 
@@ -419,13 +425,9 @@ class _Handler:
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
-        proxy = self._proxy
-
-        def behavior(
-            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-        ) -> AsyncIterator[bytes]:
-            return proxy.forward(method, requests, context)
-
+        # gRPC tells async generator handlers apart by inspection, so bind with
+        # partial (which inspect sees through) rather than wrap in a function.
+        behavior = functools.partial(self._proxy.forward, method)
         # No (de)serializers: messages stay bytes end to end.
         return grpc.stream_stream_rpc_method_handler(behavior)
 
