@@ -20,6 +20,7 @@ from rucat.config import RucatConfig
 from rucat.domain.errors import ConfigError
 from rucat.platforms import Platform
 from rucat.server.app import create_app
+from rucat.server.proxy import start_proxy
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server")
@@ -60,12 +61,34 @@ async def serve(
     platform: Platform | None,
     notify: Callable[[str], None] | None = None,
     on_started: Callable[[str], None] | None = None,
+    on_proxy_started: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve the API on config.host:config.port until cancelled (or uvicorn fails to start).
+    """Serve the API on config.host:config.port until cancelled (or uvicorn fails to start),
+    and the Spark Connect proxy on config.connect_port unless that is None.
 
     `on_started` receives the base URL with the port actually bound (port 0
-    picks a free one).
+    picks a free one); `on_proxy_started` the proxy's bound port.
     """
+    proxy = await start_proxy(config, store=store) if config.connect_port is not None else None
+    if proxy is not None and on_proxy_started is not None:
+        on_proxy_started(proxy.port)
+    try:
+        await _serve_rest(
+            config, store=store, platform=platform, notify=notify, on_started=on_started
+        )
+    finally:
+        if proxy is not None:
+            await proxy.close()
+
+
+async def _serve_rest(
+    config: RucatConfig,
+    *,
+    store: EngineStore,
+    platform: Platform | None,
+    notify: Callable[[str], None] | None,
+    on_started: Callable[[str], None] | None,
+) -> None:
     app = create_app(config, store=store, platform=platform, notify=notify)
     server = _EmbeddedServer(
         uvicorn.Config(
