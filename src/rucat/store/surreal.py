@@ -33,6 +33,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from surrealdb import RecordID
+
 from rucat.config import SurrealConfig
 from rucat.domain.engine import Engine, EngineEvent, EngineId, EngineType
 from rucat.domain.errors import (
@@ -89,12 +91,12 @@ DEFINE FIELD OVERWRITE writes ON rucat_guard TYPE int DEFAULT 0;
 """
 
 #: Written by every transaction that writes an engine (see "Guards" above).
-_GUARD = "UPSERT type::thing('rucat_guard', $id) SET writes += 1 RETURN NONE;"
+_GUARD = "UPSERT $gid SET writes += 1 RETURN NONE;"
 
 _ADD = """
 BEGIN TRANSACTION;
-LET $row = (CREATE type::thing('rucat_engine', $id) CONTENT $doc RETURN AFTER);
-CREATE type::thing('rucat_event', [$id, 0]) CONTENT $event;
+LET $row = (CREATE $rid CONTENT $doc RETURN AFTER);
+CREATE $evid CONTENT $event;
 {_GUARD}
 RETURN $row;
 COMMIT TRANSACTION;
@@ -104,11 +106,11 @@ COMMIT TRANSACTION;
 # transaction, so a row and its history never disagree.
 _TRANSITION = """
 BEGIN TRANSACTION;
-LET $after = (UPDATE type::thing('rucat_engine', $id) CONTENT $doc
+LET $after = (UPDATE $rid CONTENT $doc
               WHERE revision = $expected RETURN AFTER);
 IF array::len($after) > 0 {
     IF $with_event {
-        CREATE type::thing('rucat_event', [$id, $expected + 1]) CONTENT $event;
+        CREATE $evid CONTENT $event;
     };
     {_GUARD}
 };
@@ -118,7 +120,7 @@ COMMIT TRANSACTION;
 
 _REMOVE = """
 BEGIN TRANSACTION;
-LET $gone = (DELETE type::thing('rucat_engine', $id) WHERE revision = $expected RETURN BEFORE);
+LET $gone = (DELETE $rid WHERE revision = $expected RETURN BEFORE);
 IF array::len($gone) > 0 {
     DELETE rucat_event WHERE engine_id = $id;
     {_GUARD}
@@ -127,10 +129,10 @@ RETURN $gone;
 COMMIT TRANSACTION;
 """.replace("{_GUARD}", _GUARD)
 
-_GET = "SELECT * FROM type::thing('rucat_engine', $id);"
+_GET = "SELECT * FROM $rid;"
 
 _EVENTS = """
-SELECT VALUE eid FROM type::thing('rucat_engine', $id);
+SELECT VALUE eid FROM $rid;
 SELECT * FROM rucat_event WHERE engine_id = $id ORDER BY seq ASC;
 """
 
@@ -144,12 +146,12 @@ ORDER BY next_update_time ASC, eid ASC LIMIT $limit;
 # engine look idle for longer than it is. Not a state change: no revision bump.
 _ACTIVITY = """
 BEGIN TRANSACTION;
-LET $moved = (UPDATE type::thing('rucat_engine', $id) SET last_activity_time = $at
+LET $moved = (UPDATE $rid SET last_activity_time = $at
     WHERE last_activity_time = NONE OR last_activity_time < $at RETURN VALUE eid);
 IF array::len($moved) > 0 {
     {_GUARD}
 };
-RETURN (SELECT VALUE eid FROM type::thing('rucat_engine', $id));
+RETURN (SELECT VALUE eid FROM $rid);
 COMMIT TRANSACTION;
 """.replace("{_GUARD}", _GUARD)
 
@@ -265,6 +267,18 @@ def _event_doc(
     return doc
 
 
+def _ids(engine_id: EngineId, event_seq: int | None = None) -> dict[str, Any]:
+    """Query parameters naming an engine's records (ids go in as values, never as text)."""
+    ids: dict[str, Any] = {
+        "id": engine_id,
+        "rid": RecordID("rucat_engine", engine_id),
+        "gid": RecordID("rucat_guard", engine_id),
+    }
+    if event_seq is not None:
+        ids["evid"] = RecordID("rucat_event", [engine_id, event_seq])
+    return ids
+
+
 def _rows(value: Any) -> builtins.list[Any]:
     if value is None:
         return []
@@ -310,7 +324,7 @@ class SurrealEngineStore:
                 _ADD,
                 write=True,
                 variables={
-                    "id": engine.id,
+                    **_ids(engine.id, 0),
                     "doc": _doc(stored),
                     "event": _event_doc(stored, seq=0, from_state=None, actor=actor),
                 },
@@ -330,7 +344,7 @@ class SurrealEngineStore:
         return found
 
     async def _find(self, engine_id: EngineId) -> Engine | None:
-        (rows,) = await self._db.run(_GET, {"id": engine_id})
+        (rows,) = await self._db.run(_GET, _ids(engine_id))
         rows = _rows(rows)
         return _engine(rows[0]) if rows else None
 
@@ -388,7 +402,7 @@ class SurrealEngineStore:
             _TRANSITION,
             write=True,
             variables={
-                "id": current.id,
+                **_ids(current.id, stored.revision),
                 "expected": current.revision,
                 "doc": _doc(stored),
                 "with_event": with_event,
@@ -413,7 +427,7 @@ class SurrealEngineStore:
 
     async def remove(self, *, current: Engine) -> None:
         (gone,) = await self._db.run(
-            _REMOVE, {"id": current.id, "expected": current.revision}, write=True
+            _REMOVE, {**_ids(current.id), "expected": current.revision}, write=True
         )
         if not _rows(gone):
             raise await self._conflict(current, "remove")
@@ -435,14 +449,14 @@ class SurrealEngineStore:
         return [_engine(row) for row in _rows(rows)]
 
     async def events(self, *, engine_id: EngineId) -> builtins.list[EngineEvent]:
-        found, rows = await self._db.run(_EVENTS, {"id": engine_id})
+        found, rows = await self._db.run(_EVENTS, _ids(engine_id))
         if not _rows(found):
             raise EngineNotFound(engine_id)
         return [_event(row) for row in _rows(rows)]
 
     async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
         (found,) = await self._db.run(
-            _ACTIVITY, {"id": engine_id, "at": _utc(at, "at")}, write=True
+            _ACTIVITY, {**_ids(engine_id), "at": _utc(at, "at")}, write=True
         )
         if not _rows(found):
             raise EngineNotFound(engine_id)
