@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument("--steady-secs", type=float, default=30.0)
     parser.add_argument("--settle", type=float, default=3.0, help="wait before measuring")
     parser.add_argument("--check-interval", type=float, default=5.0)
-    parser.add_argument("--resync", type=float, default=60.0, help="resync_interval_secs")
+    parser.add_argument("--resync", type=float, default=300.0, help="resync_interval_secs")
     parser.add_argument("--concurrency", type=int, default=32, help="max_concurrency")
     parser.add_argument("--auto-kubelet", type=float, default=0.5, help="pod Ready after (s)")
     parser.add_argument("--deadline", type=float, default=900.0)

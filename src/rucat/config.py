@@ -235,10 +235,11 @@ class RucatConfig(BaseSettings):
         300.0, gt=0, description="An engine not Running this long after start is an error."
     )
     resync_interval_secs: float = Field(
-        60.0,
+        300.0,
         gt=0,
         description="A Running engine is re-inspected this often even without platform "
-        "events (process exits and pod watches are noticed at once).",
+        "events; a safety net, since process exits and pod watch events wake the monitor "
+        "at once. Each re-inspection is a store write, so this bounds idle cost.",
     )
     lease_secs: float = Field(
         60.0, gt=0, description="How long a monitor holds a trigger state before others retry."
