@@ -13,8 +13,9 @@ figure is the latency-bound rate one monitor or server request sees):
 * transition - CAS transition without a state change (next_update_time moves;
                revision bump, no event), a monitor's periodic bookkeeping;
 * get        - read one engine by id;
-* due        - the monitor's poll: due(platform, now, limit=32) over a table of
-               `--engines` engines, half of them due.
+* due backlog - the monitor's poll, due(platform, now, limit=32), while a
+               quarter of the `--engines` engines are due (32 come back);
+* due idle   - the same poll when nothing is due (the common case).
 
 Then `claim x16`: the same claims from 16 concurrent tasks (distinct engines),
 which shows how a backend serialises writers.
@@ -60,7 +61,7 @@ from rucat.store import EngineStore, open_store  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
-OPS = ["claim", "transition", "get", "due", "claim x16"]
+OPS = ["claim", "transition", "get", "due backlog", "due idle", "claim x16"]
 CONCURRENCY = 16
 
 
@@ -147,7 +148,14 @@ async def measure(store: EngineStore, args: argparse.Namespace, round_: int) -> 
 
     ids = [r.id for r in rows]
     figures["get"] = await rate(args.gets, lambda i: store.get(engine_id=ids[i * 7919 % len(ids)]))
-    figures["due"] = await rate(args.dues, lambda i: store.due(platform="local", now=NOW, limit=32))
+    # Now the unclaimed half is left, and half of that is due: a backlog.
+    figures["due backlog"] = await rate(
+        args.dues, lambda i: store.due(platform="local", now=NOW, limit=32)
+    )
+    idle = T0 - timedelta(seconds=1)
+    figures["due idle"] = await rate(
+        args.dues, lambda i: store.due(platform="local", now=idle, limit=32)
+    )
 
     # claim x16: the second half, 16 tasks at once.
     pending = iter(rows[half:])
