@@ -10,17 +10,19 @@ Same contract as the SQL store (one suite runs on both). How it holds here:
   revision = $expected` and, only if that matched, writes the event. A CAS that
   matched nothing is a real conflict: the row is read and returned in
   StoreConflict. A transaction SurrealDB rolled back because a concurrent one
-  touched the same keys is retried by `SurrealConnection.run` and never
-  surfaces as a conflict.
+  touched the same keys ("read or write conflict") is retried by
+  `SurrealConnection.run` and never surfaces as a conflict.
+- SurrealDB 2.0's embedded engine does not always catch two concurrent
+  transactions writing one record: measured here, 20 racing CAS updates of one
+  revision let two commit in 1-10% of races, and a CAS update racing a CAS
+  delete both committed in 3-15%. So embedded writes are serialised in-process
+  (surreal_embedded; its file lock makes the process the only writer), which
+  makes every CAS exact.
 - Guards: every write of an engine also writes (never deletes)
-  `rucat_guard:<id>` in the same transaction, so any two writes of one engine
-  write a common key and the database's write-write conflict detection
-  applies to them. Without it a delete racing a write may go unnoticed:
-  measured on SurrealDB 2.0's embedded engine, a CAS update and a CAS delete
-  on the same revision both committed in about 3% of races. (Embedded engines
-  also serialise writes in-process, see surreal_embedded; the guard is what
-  protects a remote server's writers, which no in-process lock can order.)
-  A guard outlives its engine (a few bytes per removed engine).
+  `rucat_guard:<id>` in the same transaction. Any two writes of one engine on
+  a remote server, even a delete and an update, then write a common key: the
+  plain write-write conflict that optimistic transactions detect. A guard
+  outlives its engine (a few bytes per removed engine).
 - Schema: defined at open with `IF NOT EXISTS` (tables, indexes) and
   `OVERWRITE` (field types), so opening is idempotent and concurrent opens agree.
 """
@@ -313,9 +315,9 @@ class SurrealEngineStore:
         return cls(connection)
 
     @property
-    def where(self) -> str:
-        """The database this store uses, fit for logs (no credentials)."""
-        return self._db.target.shown
+    def description(self) -> str:
+        """Names the database in messages and logs; never contains a password."""
+        return f"SurrealDB at {self._db.target.shown}"
 
     async def add(self, *, engine: Engine, actor: str) -> Engine:
         stored = replace(engine, revision=0)
