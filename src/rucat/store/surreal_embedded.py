@@ -15,7 +15,7 @@ Writes to one engine are serialised (one write transaction at a time, reads
 run freely): the embedded engine of SurrealDB 2.0 does not always detect two
 concurrent transactions writing the same record. Measured here, 20 racing
 `UPDATE ... WHERE revision = 0` statements let two of them commit in about
-1-5% of races, on mem:// and surrealkv:// alike; serialised, a CAS is exact.
+1-10% of races, on mem:// and surrealkv:// alike; serialised, a CAS is exact.
 The file lock makes the process the only writer, so the in-process lock is
 enough.
 
