@@ -1,8 +1,8 @@
 """One embedded SurrealDB engine per database per process, shared by every store that opens it.
 
 The SDK's embedded engine keeps the database state in the instance: two
-instances on one `surrealkv://` path do not see each other's writes and
-overwrite each other's files, and two `mem://` instances are two unrelated
+instances on one `surrealkv://` path do not see each other's writes while
+both write the same files, and two `mem://` instances are two unrelated
 databases. So within a process every store opened on the same embedded URI
 shares one instance (reference-counted; the last close closes it), and
 across processes a `surrealkv://` path is guarded by an exclusive lock on the
