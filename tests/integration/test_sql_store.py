@@ -460,17 +460,19 @@ async def test_a_transition_whose_event_cannot_be_written_changes_nothing(
 
 
 async def first_change(watched: SqlEngineStore, writer: EngineStore, engine: Engine) -> str:
-    """Write `engine` through `writer` until `watched.changes()` announces something."""
+    """STOP and RESTART `engine` through `writer` until `watched.changes()` announces it."""
     changes = watched.changes()
     pending = asyncio.ensure_future(anext(changes))
-    current = engine
+    current = await writer.transition(
+        current=engine, new=replace(engine, state=EngineState.Running), actor="test"
+    )
     try:
-        for step in range(100):
-            current = await writer.transition(
-                current=current,
-                new=replace(current, next_update_time=T0 + timedelta(seconds=step)),
-                actor="test",
-            )
+        for _ in range(100):
+            # Into WaitToTerminate (a monitor must act: announced), then back.
+            for state in (EngineState.WaitToTerminate, EngineState.Running):
+                current = await writer.transition(
+                    current=current, new=replace(current, state=state), actor="test"
+                )
             done, _ = await asyncio.wait({pending}, timeout=0.2)
             if done:
                 return pending.result()
@@ -489,6 +491,21 @@ async def test_sqlite_store_announces_its_own_writes(tmp_path: Path) -> None:
 
         assert await first_change(store, store, engine) == engine.id
     finally:
+        await store.close()
+
+
+async def test_sqlite_store_announces_added_engines(tmp_path: Path) -> None:
+    store = await SqlEngineStore.open_sqlite(SqliteConfig(path=str(tmp_path / "rucat.db")))
+    changes = store.changes()
+    try:
+        # The subscription starts when the iterator is first awaited, which
+        # the event loop does before the add below gets back from its thread.
+        pending = asyncio.ensure_future(anext(changes))
+        engine = await store.add(engine=make_engine(), actor="test")
+
+        assert await asyncio.wait_for(pending, timeout=30) == engine.id
+    finally:
+        await changes.aclose()
         await store.close()
 
 

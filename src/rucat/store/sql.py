@@ -27,13 +27,14 @@ import builtins
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
+    Connection,
     String,
     and_,
     column,
@@ -48,7 +49,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.engine import Engine, EngineEvent, EngineId, EngineType
@@ -60,7 +60,7 @@ from rucat.domain.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from rucat.domain.state import STABLE_STATES, EngineState
+from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
 from rucat.store.sql_dialects import (
     MIGRATION_LOCK_KEY,
     SqlDatabase,
@@ -74,6 +74,12 @@ from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, engine_events
 __all__ = ["SqlEngineStore"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: States in which an engine waits for a monitor to claim it: writes into them
+#: are announced on `changes()`.
+_WAITING_STATES: frozenset[EngineState] = frozenset(LEASE_FALLBACK.values())
 
 #: Errors that mean "the database failed", as opposed to a bug in Rucat.
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -91,14 +97,17 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency
 
 
 class SqlEngineStore:
-    """EngineStore on SQLite or PostgreSQL. Open with `open_sqlite`/`open_postgres`."""
+    """EngineStore on SQLite or PostgreSQL. Open with `open_sqlite`/`open_postgres`.
+
+    Each operation is one synchronous function over a SQLAlchemy Connection,
+    run by the database's Runner: a read, or a write in one transaction.
+    """
 
     def __init__(self, database: SqlDatabase) -> None:
-        self._engine = database.engine
+        self._runner = database.runner
         #: Names the database in messages; never contains a password.
         self.description = database.description
         self._write_lock = asyncio.Lock() if database.serialise_writes else None
-        self._write_options = dict(database.write_options)
         self._feed = ChangeFeed(listen=database.listen, description=self.description)
         #: PostgreSQL announces writes with NOTIFY; SQLite only within this store.
         self._notify_in_database = database.listen is not None
@@ -121,33 +130,26 @@ class SqlEngineStore:
 
     async def _open(self) -> None:
         try:
-            if not await self._schema_is_current():
+            if not await self._read("connect", _schema_is_current):
                 await self._migrate()
         except BaseException:
-            await self._engine.dispose()
+            await self._runner.dispose()
             raise
         log.debug("opened %s", self.description)
-
-    async def _schema_is_current(self) -> bool:
-        async with self._read("connect") as conn:
-            if not await conn.run_sync(lambda c: inspect(c).has_table(VERSION_TABLE)):
-                return False
-            versions = await conn.scalars(
-                select(column("version_num", String)).select_from(table(VERSION_TABLE))
-            )
-            return list(versions) == [SCHEMA_REVISION]
 
     async def _migrate(self) -> None:
         from alembic.util import CommandError
 
+        def migrate(conn: Connection) -> None:
+            if conn.dialect.name == "postgresql":
+                # Two processes opening one fresh database migrate it once.
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            upgrade_to_head(conn)
+
         try:
-            async with self._write("migrate the schema") as conn:
-                if conn.dialect.name == "postgresql":
-                    # Two processes opening one fresh database migrate it once.
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                    )
-                await conn.run_sync(upgrade_to_head)
+            await self._write("migrate the schema", migrate)
         except CommandError as e:
             # Typically a database migrated by a newer Rucat than this one.
             raise ConfigError(
@@ -157,9 +159,9 @@ class SqlEngineStore:
 
     async def close(self) -> None:
         await self._feed.close()
-        await self._engine.dispose()
+        await self._runner.dispose()
 
-    # --- transactions and errors ----------------------------------------
+    # --- running operations ---------------------------------------------
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -181,56 +183,42 @@ class SqlEngineStore:
         except _DRIVER_ERRORS as e:
             raise StoreUnavailable(f"{self.description}: cannot {doing}: {_reason(e)}") from e
 
-    @asynccontextmanager
-    async def _read(self, doing: str) -> AsyncIterator[AsyncConnection]:
+    async def _read(self, doing: str, fn: Callable[[Connection], T]) -> T:
         with self._errors(doing):
-            async with self._engine.connect() as conn:
-                yield conn
+            return await self._runner.run(fn, write=False)
 
-    @asynccontextmanager
-    async def _write(self, doing: str) -> AsyncIterator[AsyncConnection]:
-        """One write transaction: committed if the body returns, rolled back if it raises."""
+    async def _write(self, doing: str, fn: Callable[[Connection], T]) -> T:
+        """`fn` in one write transaction: committed if it returns, rolled back if it raises."""
         with self._errors(doing):
             if self._write_lock is None:
-                async with self._write_transaction() as conn:
-                    yield conn
-            else:
-                async with self._write_lock, self._write_transaction() as conn:
-                    yield conn
+                return await self._runner.run(fn, write=True)
+            async with self._write_lock:
+                return await self._runner.run(fn, write=True)
 
-    @asynccontextmanager
-    async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**self._write_options)
-            async with conn.begin():
-                yield conn
+    def _announce(self, conn: Connection, engine_id: EngineId) -> None:
+        """Inside a write transaction: NOTIFY (sent by PostgreSQL at commit)."""
+        if self._notify_in_database:
+            conn.execute(
+                text("SELECT pg_notify(:channel, :engine_id)"),
+                {"channel": CHANNEL, "engine_id": engine_id},
+            )
 
-    async def _select(self, conn: AsyncConnection, engine_id: EngineId) -> Engine | None:
-        result = await conn.execute(select(engines).where(engines.c.id == engine_id))
-        row = result.mappings().first()
-        return None if row is None else _engine_from_row(row)
-
-    async def _conflict(self, conn: AsyncConnection, current: Engine, doing: str) -> StoreConflict:
-        now = await self._select(conn, current.id)
-        if now is None:
-            why = "it was removed"
-        else:
-            why = f"it is now at revision {now.revision} in state {now.state.value}"
-        return StoreConflict(
-            f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
-            current=now,
-        )
+    def _announced(self, engine_id: EngineId) -> None:
+        """After a commit: tell this process's subscribers (those NOTIFY does not reach)."""
+        if not self._notify_in_database:
+            self._feed.publish(engine_id)
 
     # --- the EngineStore protocol ---------------------------------------
 
     async def add(self, *, engine: Engine, actor: str) -> Engine:
         row = _engine_to_row(replace(engine, revision=0))
-        async with self._write("add an engine") as conn:
-            existing = await self._select(conn, engine.id)
+
+        def add(conn: Connection) -> None:
+            existing = _select(conn, engine.id)
             if existing is not None:
                 raise StoreConflict(f"engine {engine.id} already exists", current=existing)
-            await conn.execute(insert(engines).values(**row))
-            await conn.execute(
+            conn.execute(insert(engines).values(**row))
+            conn.execute(
                 insert(engine_events).values(
                     engine_id=engine.id,
                     time=row["create_time"],
@@ -240,14 +228,15 @@ class SqlEngineStore:
                     actor=actor,
                 )
             )
-            await self._announce(conn, engine.id)
+            self._announce(conn, engine.id)
+
+        await self._write("add an engine", add)
         self._announced(engine.id)
         # The row as stored: UTC timestamps, NUL replaced.
         return _engine_from_row(row)
 
     async def get(self, *, engine_id: EngineId) -> Engine:
-        async with self._read("read an engine") as conn:
-            found = await self._select(conn, engine_id)
+        found = await self._read("read an engine", lambda conn: _select(conn, engine_id))
         if found is None:
             raise EngineNotFound(engine_id)
         return found
@@ -266,63 +255,76 @@ class SqlEngineStore:
             query = query.where(engines.c.state.in_([EngineState(s).value for s in states]))
         if limit is not None:
             query = query.limit(limit)
-        async with self._read("list engines") as conn:
+
+        def page(conn: Connection) -> builtins.list[Engine]:
+            nonlocal query
             if after is not None:
-                cursor = (
-                    await conn.execute(select(engines.c.create_time).where(engines.c.id == after))
-                ).first()
+                cursor = conn.scalar(select(engines.c.create_time).where(engines.c.id == after))
                 if cursor is None:
                     raise InvalidRequest(f"unknown cursor {after!r}: no engine has this id")
                 query = query.where(
                     or_(
-                        engines.c.create_time > cursor.create_time,
-                        and_(engines.c.create_time == cursor.create_time, engines.c.id > after),
+                        engines.c.create_time > cursor,
+                        and_(engines.c.create_time == cursor, engines.c.id > after),
                     )
                 )
-            rows = (await conn.execute(query)).mappings().all()
-        return [_engine_from_row(row) for row in rows]
+            return [_engine_from_row(row) for row in conn.execute(query).mappings()]
+
+        return await self._read("list engines", page)
 
     async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
         if new.id != current.id:
             raise InvalidRequest(f"cannot turn engine {current.id} into engine {new.id}")
         row = _engine_to_row(replace(new, revision=current.revision + 1))
         del row["id"]
-        async with self._write("update an engine") as conn:
-            result = await conn.execute(
-                update(engines)
-                .where(engines.c.id == current.id, engines.c.revision == current.revision)
-                .values(**row)
-                .returning(*engines.c)
+        wakes = new.state is not current.state and new.state in _WAITING_STATES
+
+        def transition(conn: Connection) -> Engine:
+            stored = (
+                conn.execute(
+                    update(engines)
+                    .where(engines.c.id == current.id, engines.c.revision == current.revision)
+                    .values(**row)
+                    .returning(*engines.c)
+                )
+                .mappings()
+                .first()
             )
-            stored = result.mappings().first()
             if stored is None:
-                raise await self._conflict(conn, current, "update")
+                raise _conflict(conn, current, "update")
             if new.state is not current.state:
-                await conn.execute(
+                conn.execute(
                     insert(engine_events).values(
                         engine_id=current.id,
                         time=row["update_time"],
                         from_state=current.state.value,
                         to_state=new.state.value,
-                        message=_text(new.message),
+                        message=row["message"],
                         actor=actor,
                     )
                 )
-            await self._announce(conn, current.id)
-        self._announced(current.id)
-        return _engine_from_row(stored)
+            if wakes:
+                self._announce(conn, current.id)
+            return _engine_from_row(stored)
+
+        stored = await self._write("update an engine", transition)
+        if wakes:
+            self._announced(current.id)
+        return stored
 
     async def remove(self, *, current: Engine) -> None:
-        async with self._write("remove an engine") as conn:
-            result = await conn.execute(
+        def remove(conn: Connection) -> None:
+            result = conn.execute(
                 delete(engines).where(
                     engines.c.id == current.id, engines.c.revision == current.revision
                 )
             )
             if result.rowcount != 1:
-                raise await self._conflict(conn, current, "remove")
+                raise _conflict(conn, current, "remove")
             # ON DELETE CASCADE does this too; explicit so no event outlives its engine.
-            await conn.execute(delete(engine_events).where(engine_events.c.engine_id == current.id))
+            conn.execute(delete(engine_events).where(engine_events.c.engine_id == current.id))
+
+        await self._write("remove an engine", remove)
 
     async def due(self, *, platform: str, now: datetime, limit: int) -> builtins.list[Engine]:
         if limit < 0:
@@ -337,44 +339,44 @@ class SqlEngineStore:
             .order_by(engines.c.next_update_time, engines.c.id)
             .limit(limit)
         )
-        async with self._read("list due engines") as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_engine_from_row(row) for row in rows]
+
+        def due(conn: Connection) -> builtins.list[Engine]:
+            return [_engine_from_row(row) for row in conn.execute(query).mappings()]
+
+        return await self._read("list due engines", due)
 
     async def events(self, *, engine_id: EngineId) -> builtins.list[EngineEvent]:
-        async with self._read("read engine events") as conn:
-            exists = await conn.scalar(select(engines.c.id).where(engines.c.id == engine_id))
-            if exists is None:
+        def events(conn: Connection) -> builtins.list[EngineEvent]:
+            if conn.scalar(select(engines.c.id).where(engines.c.id == engine_id)) is None:
                 raise EngineNotFound(engine_id)
-            rows = (
-                (
-                    await conn.execute(
-                        select(engine_events)
-                        .where(engine_events.c.engine_id == engine_id)
-                        .order_by(engine_events.c.seq)
-                    )
+            rows = conn.execute(
+                select(engine_events)
+                .where(engine_events.c.engine_id == engine_id)
+                .order_by(engine_events.c.seq)
+            ).mappings()
+            return [
+                EngineEvent(
+                    engine_id=row["engine_id"],
+                    time=row["time"],
+                    from_state=None
+                    if row["from_state"] is None
+                    else EngineState(row["from_state"]),
+                    to_state=EngineState(row["to_state"]),
+                    message=row["message"],
+                    actor=row["actor"],
                 )
-                .mappings()
-                .all()
-            )
-        return [
-            EngineEvent(
-                engine_id=row["engine_id"],
-                time=row["time"],
-                from_state=None if row["from_state"] is None else EngineState(row["from_state"]),
-                to_state=EngineState(row["to_state"]),
-                message=row["message"],
-                actor=row["actor"],
-            )
-            for row in rows
-        ]
+                for row in rows
+            ]
+
+        return await self._read("read engine events", events)
 
     async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
         # Only ever moves forward: activity reported out of order never
         # makes an engine look idle for longer than it is.
         at = _utc(at, "at")
-        async with self._write("record engine activity") as conn:
-            await conn.execute(
+
+        def record(conn: Connection) -> None:
+            conn.execute(
                 update(engines)
                 .where(
                     engines.c.id == engine_id,
@@ -385,34 +387,53 @@ class SqlEngineStore:
                 )
                 .values(last_activity_time=at)
             )
-            exists = await conn.scalar(select(engines.c.id).where(engines.c.id == engine_id))
-            if exists is None:
+            if conn.scalar(select(engines.c.id).where(engines.c.id == engine_id)) is None:
                 raise EngineNotFound(engine_id)
 
-    def changes(self) -> AsyncIterator[EngineId]:
-        """Ids of engines added or transitioned from now on: a wake-up hint only.
+        await self._write("record engine activity", record)
 
-        May come late, twice or never (see rucat.store.sql_notify); on
-        PostgreSQL it includes other processes' writes.
+    def changes(self) -> AsyncIterator[EngineId]:
+        """Ids of engines that now wait for a monitor: a wake-up hint only.
+
+        Announced: every added engine, and every transition into a state that
+        waits for a monitor to claim it (WaitToStart, WaitToTerminate,
+        ErrorWaitToClean), such as a user's STOP. A monitor's own progress is
+        not announced: NOTIFY serialises PostgreSQL commits, so it is kept off
+        the hot path. Ids may come late, twice or never (see
+        rucat.store.sql_notify); on PostgreSQL they include other processes'
+        writes.
         """
         return self._feed.subscribe()
 
-    async def _announce(self, conn: AsyncConnection, engine_id: EngineId) -> None:
-        """Inside a write transaction: NOTIFY (sent by PostgreSQL at commit)."""
-        if self._notify_in_database:
-            await conn.execute(
-                text("SELECT pg_notify(:channel, :engine_id)"),
-                {"channel": CHANNEL, "engine_id": engine_id},
-            )
-
-    def _announced(self, engine_id: EngineId) -> None:
-        """After a commit: tell this process's subscribers (those NOTIFY does not reach)."""
-        if not self._notify_in_database:
-            self._feed.publish(engine_id)
-
     async def ping(self) -> None:
-        async with self._read("answer a ping") as conn:
-            await conn.execute(text("SELECT 1"))
+        await self._read("answer a ping", lambda conn: conn.execute(text("SELECT 1")).all())
+
+
+# --- operations' building blocks -----------------------------------------------
+
+
+def _schema_is_current(conn: Connection) -> bool:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return False
+    versions = conn.scalars(select(column("version_num", String)).select_from(table(VERSION_TABLE)))
+    return list(versions) == [SCHEMA_REVISION]
+
+
+def _select(conn: Connection, engine_id: EngineId) -> Engine | None:
+    row = conn.execute(select(engines).where(engines.c.id == engine_id)).mappings().first()
+    return None if row is None else _engine_from_row(row)
+
+
+def _conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:
+    now = _select(conn, current.id)
+    if now is None:
+        why = "it was removed"
+    else:
+        why = f"it is now at revision {now.revision} in state {now.state.value}"
+    return StoreConflict(
+        f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
+        current=now,
+    )
 
 
 # --- rows <-> engines -------------------------------------------------------

@@ -1,10 +1,12 @@
 """How the SQL store connects to each database, and how it migrates one.
 
-`sqlite_engine()` and `postgres_engine()` turn a config into a SQLAlchemy
-async engine set up for the store's invariants (see rucat.store.sql):
+`sqlite_engine()` and `postgres_engine()` turn a config into a `Runner`
+that executes one synchronous SQLAlchemy Core function per store operation,
+set up for the store's invariants (see rucat.store.sql):
 
-* SQLite: WAL mode, a busy timeout, foreign keys, and Rucat's own BEGIN, so
-  that write transactions are ``BEGIN IMMEDIATE``.
+* SQLite: pysqlite in a small thread pool (one thread hop per operation), WAL
+  mode, a busy timeout, foreign keys, and Rucat's own BEGIN, so that write
+  transactions are ``BEGIN IMMEDIATE``.
 * PostgreSQL: a connect timeout (an unreachable server fails in seconds),
   pre-ping (dropped connections are replaced unseen), reads in autocommit
   (one round trip), writes in READ COMMITTED transactions.
@@ -14,13 +16,15 @@ Descriptions name the database for messages and never hold a password.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, QueuePool, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -31,14 +35,23 @@ from rucat.store.sql_notify import ListenConnector
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 #: How long a SQLite writer waits for another process's write lock.
 SQLITE_BUSY_TIMEOUT_SECS = 30.0
+#: Threads (and connections) running one SQLite store's operations.
+SQLITE_WORKERS = 8
 #: How long opening a PostgreSQL connection may take before it is an error.
 POSTGRES_CONNECT_TIMEOUT_SECS = 5.0
 #: How long one PostgreSQL statement may take before it is an error.
 POSTGRES_COMMAND_TIMEOUT_SECS = 60.0
+#: PostgreSQL connections kept open per store, and how many more a burst may open.
+#: Sized for a monitor's default concurrency (32 platform actions at once):
+#: connections beyond the pool are opened and closed per use, which is slow.
+POSTGRES_POOL_SIZE = 16
+POSTGRES_MAX_OVERFLOW = 16
 #: How long a task waits for a pooled connection.
 POOL_TIMEOUT_SECS = 30.0
 #: pg_advisory_xact_lock key that serialises migrations ("rucat" in ASCII).
@@ -119,42 +132,108 @@ def _postgres_url(uri: str) -> tuple[URL, dict[str, Any]]:
     return url.set(drivername="postgresql+asyncpg", query=query), connect_args
 
 
+def _call(
+    conn: Connection, fn: Callable[[Connection], T], write_options: Mapping[str, Any] | None
+) -> T:
+    """Run `fn` on `conn`: in one transaction if `write_options` is given."""
+    if write_options is None:
+        return fn(conn)
+    conn = conn.execution_options(**write_options)
+    with conn.begin():
+        return fn(conn)
+
+
+class Runner(Protocol):
+    """Runs a synchronous database function without blocking the event loop."""
+
+    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T: ...
+
+    async def dispose(self) -> None: ...
+
+
+class ThreadRunner:
+    """SQLite: the whole function in one worker thread on a pysqlite connection.
+
+    One thread hop per operation instead of one per driver call (aiosqlite),
+    which is what a SQLite operation costs most under load.
+    """
+
+    def __init__(self, engine: Engine, write_options: Mapping[str, Any], workers: int) -> None:
+        self._engine = engine
+        self._write_options = dict(write_options)
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="rucat-sqlite")
+
+    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        options = self._write_options if write else None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._run, fn, options
+        )
+
+    def _run(self, fn: Callable[[Connection], T], options: Mapping[str, Any] | None) -> T:
+        with self._engine.connect() as conn:
+            return _call(conn, fn, options)
+
+    async def dispose(self) -> None:
+        def shut() -> None:
+            self._executor.shutdown(wait=True)
+            self._engine.dispose()
+
+        await asyncio.to_thread(shut)
+
+
+class GreenletRunner:
+    """PostgreSQL: the function runs on asyncpg through SQLAlchemy's greenlet bridge."""
+
+    def __init__(self, engine: AsyncEngine, write_options: Mapping[str, Any]) -> None:
+        self._engine = engine
+        self._write_options = dict(write_options)
+
+    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        options = self._write_options if write else None
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(_call, fn, options)
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
+
+
 @dataclass(frozen=True)
 class SqlDatabase:
-    """An engine and how the store must use it."""
+    """A database and how the store must use it."""
 
-    engine: AsyncEngine
+    runner: Runner
     #: Names the database in messages; never contains a password.
     description: str
     #: Queue this process's writes on one lock (SQLite has one writer anyway).
     serialise_writes: bool
-    #: Execution options that make a connection's transaction a write transaction.
-    write_options: Mapping[str, Any]
     #: Opens a raw connection for LISTEN (PostgreSQL only).
     listen: ListenConnector | None = None
 
 
 def sqlite_engine(config: SqliteConfig) -> SqlDatabase:
-    """A SQLite engine on `config.path`, its folder created (blocking: run in a thread)."""
+    """A SQLite database on `config.path`, its folder created (blocking: run in a thread)."""
     path = _prepare_sqlite_path(config.path)
-    engine = create_async_engine(
-        URL.create("sqlite+aiosqlite", database=str(path)),
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS},
+    engine = create_engine(
+        URL.create("sqlite+pysqlite", database=str(path)),
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS, "check_same_thread": False},
+        poolclass=QueuePool,
+        # One connection per worker thread: a worker never waits for the pool.
+        pool_size=SQLITE_WORKERS,
+        max_overflow=0,
         pool_timeout=POOL_TIMEOUT_SECS,
         hide_parameters=True,
     )
-    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
     return SqlDatabase(
-        engine=engine,
+        runner=ThreadRunner(engine, {_WRITE_OPTION: True}, SQLITE_WORKERS),
         description=f"SQLite database {path}",
         serialise_writes=True,
-        write_options={_WRITE_OPTION: True},
     )
 
 
 def postgres_engine(config: PostgresConfig) -> SqlDatabase:
-    """A PostgreSQL engine on `config.uri` (connects lazily)."""
+    """A PostgreSQL database on `config.uri` (connects lazily)."""
     url, connect_args = _postgres_url(config.uri.get_secret_value())
     connect_args = {
         "timeout": POSTGRES_CONNECT_TIMEOUT_SECS,
@@ -172,6 +251,8 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
     engine = create_async_engine(
         url,
         connect_args=connect_args,
+        pool_size=POSTGRES_POOL_SIZE,
+        max_overflow=POSTGRES_MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_SECS,
         # A server restart or failover drops pooled connections; checking
         # each one before use makes that invisible to callers.
@@ -182,12 +263,11 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
         hide_parameters=True,
     )
     return SqlDatabase(
-        engine=engine,
+        runner=GreenletRunner(engine, {"isolation_level": "READ COMMITTED"}),
         description=(
             f"PostgreSQL database {url.database or '(default)'!r} at "
             f"{url.host or 'localhost'}:{url.port or 5432}"
         ),
         serialise_writes=False,
-        write_options={"isolation_level": "READ COMMITTED"},
         listen=listen,
     )
