@@ -345,7 +345,7 @@ async def test_the_engine_gets_no_rucat_settings_from_the_environment(
 @pytest.mark.java
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_a_real_engine_hides_its_token_and_a_kill_9_is_reported_as_sigkill(
+async def test_a_real_engine_runs_udfs_hides_its_token_and_reports_a_kill_9_as_sigkill(
     tmp_path: Path,
 ) -> None:
     require_java()
@@ -370,16 +370,20 @@ async def test_a_real_engine_hides_its_token_and_a_kill_9_is_reported_as_sigkill
                 assert token.encode() not in proc_file(member.pid, what)
         assert token not in await platform.logs(engine=e)
 
-        def query() -> list[tuple[int]]:
+        def query() -> tuple[list[tuple[int]], list[tuple[int]]]:
             from pyspark.sql import SparkSession
+            from pyspark.sql.functions import udf
 
             session = SparkSession.builder.remote(local_client_url(ready.endpoint, token)).create()
             try:
-                return [tuple(r) for r in session.sql("select count(*) from range(1000)").collect()]
+                plus_one = udf(lambda x: x + 1, "long")  # runs in a Python worker of the engine
+                counted = session.sql("select count(*) from range(1000)").collect()
+                mapped = session.range(3).select(plus_one("id")).collect()
+                return [tuple(r) for r in counted], [tuple(r) for r in mapped]
             finally:
                 session.stop()
 
-        assert await asyncio.to_thread(query) == [(1000,)]
+        assert await asyncio.to_thread(query) == ([(1000,)], [(1,), (2,), (3,)])
 
         for pid in local_server_pids(e):
             os.kill(pid, signal.SIGKILL)
