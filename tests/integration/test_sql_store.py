@@ -36,11 +36,7 @@ from rucat.store import EngineStore, open_store
 from rucat.store.sql import SqlEngineStore
 from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, metadata
 from tests.support import free_port, require_postgres
-from tests.support.postgres import (  # noqa: F401 - fixtures
-    PASSWORD,
-    PostgresServer,
-    postgres_server,
-)
+from tests.support.postgres import PASSWORD, PostgresServer
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 
@@ -329,7 +325,7 @@ async def test_postgres_that_never_answers_fails_with_store_unavailable_instead_
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> PostgresServer:
-    """The session's PostgreSQL server."""
+    """The session's PostgreSQL server (`postgres_server`, from tests/integration/conftest.py)."""
     found: PostgresServer = request.getfixturevalue("postgres_server")
     return found
 
