@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from rucat.config import LocalPlatformConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.errors import ConfigError
 from rucat.engines import spark
-from rucat.platforms import Absent, Failed, Pending, Ready
+from rucat.platforms import Absent, Failed, Pending, Ready, files
 from rucat.platforms import process as proc
 from rucat.platforms.local import LocalPlatform
 from tests.support import eventually, require_java
@@ -337,6 +338,70 @@ async def test_the_engine_gets_no_rucat_settings_from_the_environment(
             assert b"RUCAT_" not in proc_file(pid, "environ")
     finally:
         await platform.forget(engine=e)
+
+
+async def test_spark_defaults_of_the_spark_home_reach_the_engine_below_rucats_confs(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    (fake_home / "conf").mkdir()
+    (fake_home / "conf" / "spark-defaults.conf").write_text(
+        "spark.eventLog.enabled true\nspark.connect.grpc.binding.port 15002\n"
+    )
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    try:
+        await platform.start(engine=e)
+        text = (tmp_path / "engines" / e.id / "spark.properties").read_text()
+        assert "spark.eventLog.enabled true" in text
+        # Later lines win in a properties file: Rucat's port comes after the default.
+        assert text.index("binding.port 15002") < text.index("spark.connect.grpc.binding.port=0")
+    finally:
+        await platform.forget(engine=e)
+
+
+# --- process and file helpers -----------------------------------------------
+
+
+def test_a_process_name_with_parentheses_and_spaces_is_parsed(tmp_path: Path) -> None:
+    odd = tmp_path / "a) b (c"
+    odd.symlink_to(sys.executable)
+    child = subprocess.Popen([str(odd), "-c", "import time; time.sleep(30)"])
+    try:
+        seen = proc.read_stat(child.pid)
+        assert seen is not None
+        assert seen.comm == "a) b (c"
+        assert seen.pgrp == os.getpgrp()
+        assert seen.running
+        assert proc.is_process(child.pid, seen.start_time)
+        assert not proc.is_process(child.pid, seen.start_time + 1)
+    finally:
+        child.kill()
+        child.wait()
+    assert proc.read_stat(child.pid) is None
+
+
+def test_log_tails_count_lines_from_the_end_and_from_a_runs_offset(tmp_path: Path) -> None:
+    log = tmp_path / "engine.log"
+    assert files.tail(log, 5) == ""
+    first_run = "".join(f"old {i}\n" for i in range(3))
+    log.write_text(first_run + "".join(f"line {i}\n" for i in range(20000)) + "no newline")
+    assert files.tail(log, 2) == "line 19999\nno newline"
+    assert files.tail(log, 0) == ""
+    assert files.tail(log, 10**6, start=len(first_run)).startswith("line 0\n")
+    assert files.tail(log, 10**6).startswith("old 0\n")
+
+
+def test_a_private_file_is_owner_only_even_when_it_existed_wider(tmp_path: Path) -> None:
+    path = tmp_path / "spark.properties"
+    path.write_text("old")
+    path.chmod(0o644)
+    files.write_private(path, "secret")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "secret"
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        files.write_private(link, "secret")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 # --- a real Spark Connect server ---------------------------------------------

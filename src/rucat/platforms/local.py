@@ -41,7 +41,7 @@ from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected, RucatError
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
 from rucat.engines import spark
-from rucat.platforms import process
+from rucat.platforms import files, process
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class LocalPlatform:
             raise PlatformError(f"engine {engine_id}: unreadable {_RUN}: {e}") from e
 
     def _write_run(self, engine_id: EngineId, run: _Run) -> None:
-        _write_atomically(self._dir(engine_id) / _RUN, json.dumps(asdict(run)))
+        files.write_atomically(self._dir(engine_id) / _RUN, json.dumps(asdict(run)))
 
     def _lock(self, engine_id: EngineId) -> asyncio.Lock:
         return self._locks.setdefault(engine_id, asyncio.Lock())
@@ -199,7 +199,7 @@ class LocalPlatform:
         text = spark.properties_text(
             properties, defaults=spark.spark_defaults_text(spark_home, conf_dir)
         )
-        _write_private(folder / _PROPS, text)
+        files.write_private(folder / _PROPS, text)
         confs = {
             "spark.app.name": spark.app_name(engine.id),
             "spark.driver.host": host,
@@ -314,7 +314,7 @@ class LocalPlatform:
             how = f"could not be started: {status.get('error', 'unknown error')}"
         else:
             how = _describe_exit(int(status["returncode"]))
-        lines = _tail(folder / _LOG, FAILURE_LOG_LINES, start=run.log_offset)
+        lines = files.tail(folder / _LOG, FAILURE_LOG_LINES, start=run.log_offset)
         reason = f"the Spark Connect server {how}"
         return f"{reason}; last log lines:\n{lines}" if lines else reason
 
@@ -326,7 +326,7 @@ class LocalPlatform:
             run = self._read_run(engine.id)
             if run is not None:
                 await self._end_group(engine.id, run)
-                _append(folder / _LOG, f"rucat: engine stopped at {_now()}\n")
+                files.append(folder / _LOG, f"rucat: engine stopped at {_now()}\n")
             for leftover in (_RUN, _EXIT, _PROPS):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / leftover).unlink()
@@ -375,7 +375,7 @@ class LocalPlatform:
                 return path.read_bytes().decode("utf-8", "replace")
             except FileNotFoundError:
                 return ""
-        return _tail(path, tail)
+        return files.tail(path, tail)
 
     # --- changes ----------------------------------------------------------------
 
@@ -486,41 +486,3 @@ def _describe_exit(returncode: int) -> str:
     except ValueError:
         name = "an unknown signal"
     return f"was killed by signal {-returncode} ({name})"
-
-
-def _append(path: Path, text: str) -> None:
-    with open(path, "ab") as f:
-        f.write(text.encode())
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, without a moment of wider access."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(f.fileno(), 0o600)  # if it existed with a wider mode
-        f.write(text)
-
-
-def _tail(path: Path, lines: int, *, start: int = 0) -> str:
-    """The last `lines` lines of `path` from byte `start` on; '' if there is none."""
-    if lines <= 0:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            end = f.seek(0, os.SEEK_END)
-            pos, data = end, b""
-            while pos > start and data.count(b"\n") <= lines:
-                step = min(64 << 10, pos - start)
-                pos -= step
-                f.seek(pos)
-                data = f.read(step) + data
-    except FileNotFoundError:
-        return ""
-    kept = data.decode("utf-8", "replace").splitlines(keepends=True)[-lines:]
-    return "".join(kept)
