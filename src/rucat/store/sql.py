@@ -1,8 +1,11 @@
 """The engine store on SQL: SQLite (the default) and PostgreSQL.
 
-SQLAlchemy 2 Core over asyncio drivers (aiosqlite, asyncpg). How each
-database is connected lives in `sql_dialects`, the tables in `sql_schema`;
-the schema is created and upgraded by Alembic at open (`migrations/`).
+SQLAlchemy 2 Core. Each operation is one synchronous function over a
+Connection, run without blocking the event loop: on SQLite in a worker
+thread (pysqlite), on PostgreSQL through asyncpg. How each database is
+connected lives in `sql_dialects`, the tables in `sql_schema`, wake-ups in
+`sql_notify`; the schema is created and upgraded by Alembic at open
+(`migrations/`).
 
 Invariants:
 
