@@ -286,6 +286,10 @@ def test_the_servers_own_port_line_wins_over_later_lookalikes() -> None:
     assert spark.bound_connect_port(_LOG_4_0 + forged) == 34985
 
 
+def test_an_echoed_configured_port_0_is_not_a_bound_port() -> None:
+    assert spark.bound_connect_port("Spark Connect server started at: 0.0.0.0:0\n") is None
+
+
 def test_no_connect_port_before_the_server_logs_it() -> None:
     assert spark.bound_connect_port(_LOG_4_0.split("\n")[1]) is None
     assert spark.bound_connect_port("") is None

@@ -258,11 +258,12 @@ def bound_connect_port(log_text: str) -> int | None:
     """The port the Spark Connect server bound, from its log; None before it logs it.
 
     The first mention wins: later lines may come from user code (a UDF's output).
+    Port 0 is never a bound port (an older server may echo the configured 0).
     """
     for pattern in _BOUND_PORT_RES:
-        found = pattern.search(log_text)
-        if found:
-            return int(found.group(1))
+        for found in pattern.finditer(log_text):
+            if int(found.group(1)) != 0:
+                return int(found.group(1))
     return None
 
 
