@@ -153,6 +153,15 @@ async def test_check_says_how_to_get_java_when_there_is_none(
     )
 
 
+async def test_check_names_a_java_home_from_the_environment_without_java(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^JAVA_HOME=.*no-jdk has no bin/java"):
+        await platform.check()
+
+
 async def test_check_names_a_spark_home_without_spark_submit(tmp_path: Path) -> None:
     require_java()
     config = LocalPlatformConfig(spark_homes={"3.5.1": str(tmp_path / "nowhere")})

@@ -142,14 +142,22 @@ class LocalPlatform:
     # --- Platform ---------------------------------------------------------------
 
     async def check(self) -> None:
+        # The same choice as spark-class: JAVA_HOME if set, else `java` on the PATH.
         java_home = self._config.java_home
+        env_java_home = os.environ.get("JAVA_HOME")
         if java_home is not None:
             if not os.access(Path(java_home) / "bin" / "java", os.X_OK):
                 raise ConfigError(
                     f"platform.Local.java_home: {java_home} has no bin/java; "
                     "point it at a Java 17+ runtime"
                 )
-        elif not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+        elif env_java_home:
+            if not os.access(Path(env_java_home) / "bin" / "java", os.X_OK):
+                raise ConfigError(
+                    f"JAVA_HOME={env_java_home} has no bin/java: fix or unset it, "
+                    "or set platform.Local.java_home"
+                )
+        elif not shutil.which("java"):
             raise ConfigError(
                 "no Java runtime found: install openjdk-17-jre-headless "
                 "or set platform.Local.java_home"
