@@ -11,7 +11,11 @@ with the SDK's `spark_session()` through the Spark Connect proxy.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +26,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rucat.cli import app
-from rucat.client import RucatClient
+from rucat.client import RucatClient, RucatClientError
 from rucat.engines.spark import bundled_spark_version
 from tests.support import free_port, require_java
-from tests.support.processes import RUCAT, rucat, rucat_up, write_config
+from tests.support.processes import RUCAT, engine_jvms, rucat, rucat_up, write_config
 
 TOKEN = "cli-test-token"
 VERSION = bundled_spark_version()
@@ -282,6 +286,28 @@ def test_the_installed_command_separates_results_from_errors(server: Server) -> 
 # --- a real engine under `rucat up` ----------------------------------------------
 
 
+def proxy_listening(port: int) -> bool:
+    """Whether something accepts connections on the proxy port.
+
+    pyspark retries a refused connection for minutes; checking first turns a
+    missing proxy into a clear, fast failure.
+    """
+    with socket.socket() as probe:
+        probe.settimeout(5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_and_forget(sdk: RucatClient, engine_id: str) -> None:
+    """Leave no JVM behind whatever happened: engines outlive `rucat up` by design."""
+    with contextlib.suppress(RucatClientError):
+        sdk.stop(engine_id)
+    with contextlib.suppress(RucatClientError):
+        sdk.wait_until(engine_id, "Terminated", timeout=120)
+    for pid in engine_jvms(engine_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.java
 @pytest.mark.timeout(600)
 def test_a_real_engine_through_rucat_up_from_create_wait_to_delete(tmp_path: Path) -> None:
@@ -290,7 +316,10 @@ def test_a_real_engine_through_rucat_up_from_create_wait_to_delete(tmp_path: Pat
         "check_interval_secs": 0.5,
         "auth_provider": {"StaticAuthProviderConfig": {"bearer_token": TOKEN}},
     }
-    with rucat_up(tmp_path, config) as (_process, url, connect_port):
+    with (
+        rucat_up(tmp_path, config) as (process, url, connect_port),
+        RucatClient(url, token=TOKEN, connect_port=connect_port) as sdk,
+    ):
         up = Server(
             url=url,
             env={"RUCAT_URL": url, "RUCAT_TOKEN": TOKEN, "RUCAT_CONNECT_PORT": str(connect_port)},
@@ -298,28 +327,38 @@ def test_a_real_engine_through_rucat_up_from_create_wait_to_delete(tmp_path: Pat
         created = cli(
             up, "engine", "create", "e2e", "--version", VERSION, "--wait", "--timeout", "300"
         )
-        connect = ok(created).strip()
-        assert "Running" in created.stderr
-        assert connect.startswith(f"sc://localhost:{connect_port}/;x-rucat-engine-id=")
-        engine_id = connect.split("x-rucat-engine-id=")[1].split(";")[0]
+        engine_ids = sdk.list()
+        assert len(engine_ids) == 1, (created.stderr, process.output()[-3000:])
+        engine_id = engine_ids[0]
+        try:
+            connect = ok(created).strip()
+            assert "Running" in created.stderr
+            assert connect == (
+                f"sc://localhost:{connect_port}/;x-rucat-engine-id={engine_id};token={TOKEN}"
+            )
 
-        info = as_json(cli(up, "engine", "get", engine_id, "-o", "json"))
-        assert info["state"] == "Running"
-        assert info["endpoint"]
-        assert engine_id in ok(cli(up, "engine", "list"))
+            info = as_json(cli(up, "engine", "get", engine_id, "-o", "json"))
+            assert info["state"] == "Running"
+            assert info["endpoint"]
+            assert engine_id in ok(cli(up, "engine", "list"))
 
-        with RucatClient(url, token=TOKEN, connect_port=connect_port) as sdk:
+            assert proxy_listening(connect_port), (
+                f"no Spark Connect proxy on port {connect_port}:\n{process.output()[-3000:]}"
+            )
             spark = sdk.spark_session(engine_id)
             try:
                 assert spark.sql("select 40 + 2 as answer").collect()[0]["answer"] == 42
             finally:
                 spark.stop()
-            assert sdk.get(engine_id).last_activity_time is not None
 
-            assert ok(cli(up, "engine", "stop", engine_id)) == f"{engine_id}: WaitToTerminate\n"
+            stopped = ok(cli(up, "engine", "stop", engine_id))
+            assert stopped == f"{engine_id}: WaitToTerminate\n"
             sdk.wait_until(engine_id, "Terminated", timeout=120)
-
-        logs = ok(cli(up, "engine", "logs", engine_id, "--tail", "2000"))
-        assert "SparkConnectServer" in logs or "Spark Connect" in logs
-        ok(cli(up, "engine", "delete", engine_id))
+            logs = ok(cli(up, "engine", "logs", engine_id, "--tail", "2000"))
+            assert "SparkConnectServer" in logs or "Spark Connect" in logs
+            events = as_json(cli(up, "engine", "events", engine_id, "-o", "json"))
+            assert [e["to_state"] for e in events][-1] == "Terminated"
+        finally:
+            stop_and_forget(sdk, engine_id)
+        assert ok(cli(up, "engine", "delete", engine_id)) == f"{engine_id}: deleted\n"
         assert as_json(cli(up, "engine", "list", "-o", "json")) == []

@@ -11,10 +11,12 @@ serving on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 
 from rucat.client import (
     AsyncRucatClient,
@@ -36,6 +38,8 @@ from rucat.client.errors import error_for_status
 from rucat.config import AuthProviderConfig, RucatConfig, StaticAuthConfig
 from rucat.domain.errors import RucatError
 from rucat.domain.state import EngineState
+from rucat.server.app import create_app
+from rucat.store import EngineStore
 from tests.integration.conftest import Api, StartApi, force_state
 from tests.support import free_port
 
@@ -413,6 +417,56 @@ async def test_wait_until_an_error_state_waits_for_it_instead_of_failing(
         await force_state(api.store, engine_id, state, message="boom")
 
     assert (await waiting).state is S.ErrorClean
+
+
+@contextlib.asynccontextmanager
+async def serving(store: EngineStore, port: int) -> AsyncIterator[str]:
+    """A REST server over `store` on a fixed `port`, so a test can restart it."""
+    app = create_app(RucatConfig(), store=store, platform=None)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
+        )
+    )
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_wait_until_rides_out_a_server_restart(store: EngineStore) -> None:
+    port = free_port()
+    seen = Seen()
+    async with serving(store, port) as url:
+        rucat = AsyncRucatClient(url)
+        engine_id = await rucat.create("etl", "4.0.1")
+        waiting = asyncio.create_task(
+            rucat.wait_until(engine_id, S.Running, timeout=60, poll_interval=0.02, on_state=seen)
+        )
+        await seen.reported(S.WaitToStart)
+    # The server is down: polls fail with no answer until it is back.
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    async with serving(store, port):
+        for state in (S.TriggerStart, S.StartInProgress, S.Running):
+            await force_state(store, engine_id, state)
+        try:
+            assert (await waiting).state is S.Running
+        finally:
+            await rucat.aclose()
+
+
+async def test_wait_until_on_a_server_that_never_answered_fails_at_once() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with AsyncRucatClient(url) as nowhere:
+        with pytest.raises(ServerUnreachable, match=url):
+            await nowhere.wait_until("a" * 20, S.Running, timeout=5)
 
 
 # --- auth and transport errors --------------------------------------------------

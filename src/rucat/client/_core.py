@@ -9,6 +9,7 @@ error mapping, the `wait_until` verdict and the Spark Connect URL.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,6 +214,38 @@ def reached(info: EngineInfo, wanted: EngineState) -> bool:
             engine=info,
         )
     return False
+
+
+#: How long `wait_until` rides out a server that stopped answering (restart, 503).
+RETRY_WINDOW_SECS = 30.0
+
+
+class Hiccups:
+    """Decides whether `wait_until` retries a failed poll or gives up.
+
+    Retryable errors (no answer, 503) are ridden out for `window` seconds
+    after the first failure in a row, but only once the server has answered
+    at least once: a wrong URL fails at once instead of after the window.
+    """
+
+    def __init__(self, window: float = RETRY_WINDOW_SECS) -> None:
+        self.window = window
+        self.answered = False
+        self._failing_since: float | None = None
+
+    def ok(self) -> None:
+        self.answered = True
+        self._failing_since = None
+
+    def failed(self, error: RucatClientError) -> None:
+        """Return to retry; re-raise `error` when it is not worth retrying."""
+        if not (error.retryable and self.answered):
+            raise error
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since > self.window:
+            raise error
 
 
 def timed_out(

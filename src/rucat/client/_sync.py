@@ -16,7 +16,7 @@ import httpx
 
 from rucat.client import _core
 from rucat.client._core import Call
-from rucat.client.errors import NotFound, ServiceUnavailable
+from rucat.client.errors import NotFound, RucatClientError
 from rucat.client.models import EngineEventInfo, EngineInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
@@ -159,16 +159,20 @@ class RucatClient:
         `on_state` is called with the info each time a new state is seen.
         Raises EngineFailed (with the engine's message) as soon as the engine
         lands in an error state, WaitAborted if it settles in another stable
-        state, WaitTimeout after `timeout` seconds. A 503 (store briefly
-        unavailable) is retried until the deadline.
+        state, WaitTimeout after `timeout` seconds. Once the server has
+        answered, a server that stops answering for a while (restart, 503) is
+        retried for up to 30 s in a row.
         """
         wanted = EngineState(state)
         deadline = time.monotonic() + timeout
         last: EngineInfo | None = None
+        hiccups = _core.Hiccups()
         while True:
             try:
                 info: EngineInfo | None = self.get(engine_id)
-            except ServiceUnavailable:
+                hiccups.ok()
+            except RucatClientError as e:
+                hiccups.failed(e)
                 info = None
             if info is not None:
                 if on_state is not None and (last is None or info.state is not last.state):
