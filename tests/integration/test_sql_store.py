@@ -368,7 +368,13 @@ async def test_postgres_store_recovers_when_the_server_drops_its_connections(
             await admin.close()
         assert killed >= 1
 
+        # The read meets a dead connection and is retried on a fresh one; the
+        # failure also made the pool discard the other dead connections.
         assert await store.get(engine_id=engine.id) == engine
+        moved = await store.transition(
+            current=engine, new=replace(engine, state=EngineState.TriggerStart), actor="m"
+        )
+        assert moved.revision == 1
     finally:
         await store.close()
 

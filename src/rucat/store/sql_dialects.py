@@ -8,8 +8,8 @@ set up for the store's invariants (see rucat.store.sql):
   mode, a busy timeout, foreign keys, and Rucat's own BEGIN, so that write
   transactions are ``BEGIN IMMEDIATE``.
 * PostgreSQL: a connect timeout (an unreachable server fails in seconds),
-  pre-ping (dropped connections are replaced unseen), reads in autocommit
-  (one round trip), writes in READ COMMITTED transactions.
+  reads in autocommit (one round trip, retried once on a dropped
+  connection), writes in READ COMMITTED transactions.
 
 Descriptions name the database for messages and never hold a password.
 """
@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, QueuePool, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rucat.config import PostgresConfig, SqliteConfig
@@ -182,7 +182,14 @@ class ThreadRunner:
 
 
 class GreenletRunner:
-    """PostgreSQL: the function runs on asyncpg through SQLAlchemy's greenlet bridge."""
+    """PostgreSQL: the function runs on asyncpg through SQLAlchemy's greenlet bridge.
+
+    Pooled connections are not pinged before use (that would double the round
+    trips of a read). A connection the server dropped (restart, failover,
+    idle timeout) fails on first use, and SQLAlchemy then discards every
+    pooled connection: a read is retried once on a fresh one, a write raises
+    (StoreUnavailable, retryable) because whether it committed is unknown.
+    """
 
     def __init__(self, engine: AsyncEngine, write_options: Mapping[str, Any]) -> None:
         self._engine = engine
@@ -190,6 +197,14 @@ class GreenletRunner:
 
     async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         options = self._write_options if write else None
+        try:
+            return await self._run(fn, options)
+        except DBAPIError as e:
+            if write or not e.connection_invalidated:
+                raise
+        return await self._run(fn, options)
+
+    async def _run(self, fn: Callable[[Connection], T], options: Mapping[str, Any] | None) -> T:
         async with self._engine.connect() as conn:
             return await conn.run_sync(_call, fn, options)
 
@@ -254,9 +269,6 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
         pool_size=POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_SECS,
-        # A server restart or failover drops pooled connections; checking
-        # each one before use makes that invisible to callers.
-        pool_pre_ping=True,
         # Reads are single statements and need no BEGIN/ROLLBACK round
         # trips; writes switch to READ COMMITTED transactions.
         isolation_level="AUTOCOMMIT",
