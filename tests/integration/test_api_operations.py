@@ -16,6 +16,7 @@ from rucat.domain.state import EngineState
 from rucat.server.runner import serve
 from rucat.store import EngineStore, open_store
 from tests.integration.conftest import SPARK, Api, StartApi, force_state
+from tests.support import eventually
 from tests.support.postgres import PostgresServer
 
 S = EngineState
@@ -50,6 +51,12 @@ async def test_ready_is_503_when_the_database_is_gone_while_health_stays_ok(
             assert (await api.client.get("/health")).status_code == 200
             failed_write = await api.client.post("/engine", json=SPARK)
             assert failed_write.status_code == 503
+            metrics = await api.client.get("/metrics")
+            assert metrics.status_code == 200
+            assert _sample(metrics.text, "rucat_store_up") is None  # no labels: plain line
+            assert "rucat_store_up 0.0" in metrics.text
+            assert "rucat_engines{" not in metrics.text
+            assert _sample(metrics.text, "rucat_http_requests_total", route="/ready", status="503")
     finally:
         await store.close()
 
@@ -86,6 +93,7 @@ async def test_metrics_count_engines_per_state_at_scrape_time(api: Api) -> None:
     assert _sample(text, "rucat_engines", state="WaitToStart") == 2
     assert _sample(text, "rucat_engines", state="Running") == 1
     assert _sample(text, "rucat_engines", state="ErrorClean") == 0
+    assert "rucat_store_up 1.0" in text
     for state in EngineState:
         assert _sample(text, "rucat_engines", state=state.value) is not None
 
@@ -154,7 +162,13 @@ async def test_one_access_log_line_per_request_without_headers(
     caplog.set_level(logging.INFO, logger="rucat.access")
     engine_id = await api.create()
     await api.client.get(f"/engine/{engine_id}", headers={"X-Secret-Header": "hidden-value"})
-    lines = [r for r in caplog.records if r.name == "rucat.access"]
+
+    async def two_lines() -> list[logging.LogRecord] | None:
+        # The line is written just after the answer is sent: wait for it.
+        found = [r for r in caplog.records if r.name == "rucat.access"]
+        return found if len(found) >= 2 else None
+
+    lines = await eventually(two_lines, timeout=10, what="two access log lines")
     assert [(r.method, r.route, r.status) for r in lines] == [  # type: ignore[attr-defined]
         ("POST", "/engine", 200),
         ("GET", "/engine/{engine_id}", 200),

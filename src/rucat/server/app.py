@@ -22,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 
 from rucat.config import RucatConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
-from rucat.domain.errors import EngineNotFound, PlatformError
+from rucat.domain.errors import EngineNotFound, PlatformError, StoreUnavailable
 from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import validate_request
 from rucat.platforms import Platform
@@ -242,9 +242,13 @@ def create_app(
     @app.get("/metrics", response_class=Response, tags=["operations"])
     async def prometheus_metrics() -> Response:
         """Prometheus text: engines per state, requests and latencies per route."""
-        engines = await store.list()
-        body = metrics.render(e.state for e in engines)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        try:
+            states = [e.state for e in await store.list()]
+        except StoreUnavailable as e:
+            # Request metrics stay scrapeable while the store is down.
+            log.warning("metrics without engine counts: %s", e.message)
+            return Response(metrics.render(None), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(states), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -44,14 +44,28 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.store_up = Gauge(
+            "rucat_store_up",
+            "1 if the store answered the last scrape, else 0 (engine counts are then absent).",
+            registry=self.registry,
+        )
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    def render(self, states: Iterable[EngineState]) -> bytes:
-        """The exposition text, with the engine gauge set from `states` (one per engine)."""
-        counts = Tally(states)
-        for state in EngineState:
-            self.engines.labels(state.value).set(counts.get(state, 0))
+    def render(self, states: Iterable[EngineState] | None) -> bytes:
+        """The exposition text, with the engine gauge set from `states` (one per engine).
+
+        None means the store did not answer: the engine counts are dropped rather
+        than left stale, and rucat_store_up says why.
+        """
+        if states is None:
+            self.engines.clear()
+            self.store_up.set(0)
+        else:
+            counts = Tally(states)
+            for state in EngineState:
+                self.engines.labels(state.value).set(counts.get(state, 0))
+            self.store_up.set(1)
         return generate_latest(self.registry)

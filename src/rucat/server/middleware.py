@@ -82,7 +82,11 @@ class RequestMiddleware:
             if not response_started:
                 await error_response(500, "internal error")(scope, receive, send_tracked)
         finally:
-            seconds = time.perf_counter() - started
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        """Metrics and the access log line; never fails the request it describes."""
+        try:
             route = self._route_template(scope)
             self.metrics.observe(
                 method=scope["method"], route=route, status=status, seconds=seconds
@@ -101,6 +105,8 @@ class RequestMiddleware:
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
+        except Exception:
+            log.exception("could not record %s %s", scope["method"], scope["path"])
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] not in OPEN_PATHS:
