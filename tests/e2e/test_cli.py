@@ -11,12 +11,15 @@ with the SDK's `spark_session()` through the Spark Connect proxy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,10 @@ from typer.testing import CliRunner, Result
 
 from rucat.cli import app
 from rucat.client import RucatClient, RucatClientError
+from rucat.config import DatabaseConfig, SqliteConfig
+from rucat.domain.state import EngineState
 from rucat.engines.spark import bundled_spark_version
+from rucat.store import open_store
 from tests.support import free_port, require_java
 from tests.support.processes import RUCAT, engine_jvms, rucat, rucat_up, write_config
 
@@ -39,6 +45,7 @@ VERSION = bundled_spark_version()
 class Server:
     url: str
     env: dict[str, str]
+    db: Path | None = None
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with rucat("server", "--config-path", str(cfg), "--port", str(port), tmp=tmp, name="srv") as p:
         url = f"http://127.0.0.1:{port}"
         p.wait_http(url)
-        yield Server(url=url, env={"RUCAT_URL": url, "RUCAT_TOKEN": TOKEN})
+        yield Server(url=url, env={"RUCAT_URL": url, "RUCAT_TOKEN": TOKEN}, db=tmp / "rucat.db")
 
 
 def cli(server: Server, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -247,6 +254,53 @@ def test_create_wait_without_a_monitor_times_out_saying_where_it_stuck(server: S
     assert result.stdout == ""
     assert "WaitToStart" in result.stderr
     assert "rucat engine logs" in result.stderr
+
+
+def monitor_records(db: Path, engine_id: str, *steps: tuple[EngineState, str | None]) -> None:
+    """Write states into the server's SQLite file as a monitor process would."""
+
+    async def write() -> None:
+        store = await open_store(DatabaseConfig(Sqlite=SqliteConfig(path=str(db))))
+        try:
+            for state, message in steps:
+                current = await store.get(engine_id=engine_id)
+                new = dataclasses.replace(current, state=state, message=message)
+                await store.transition(current=current, new=new, actor="test-monitor")
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+
+
+def test_create_wait_stops_early_with_the_engines_message_when_it_fails(server: Server) -> None:
+    assert server.db is not None
+    outcome: list[Result] = []
+    waiting = threading.Thread(
+        target=lambda: outcome.append(
+            cli(server, "engine", "create", "doomed", "--version", VERSION, "--wait")
+        )
+    )
+    waiting.start()
+    with RucatClient(server.url, token=TOKEN) as sdk:
+        engine_id = ""
+        while not engine_id and waiting.is_alive():
+            doomed = [i.id for i in sdk.list_info(state="WaitToStart") if i.name == "doomed"]
+            engine_id = doomed[0] if doomed else ""
+    assert engine_id, [(r.exit_code, r.stdout, r.stderr) for r in outcome]
+    monitor_records(
+        server.db,
+        engine_id,
+        (EngineState.TriggerStart, None),
+        (EngineState.StartInProgress, None),
+        (EngineState.ErrorWaitToClean, "driver exited with code 1: OutOfMemoryError"),
+    )
+    waiting.join(timeout=120)
+
+    (result,) = outcome
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "OutOfMemoryError" in result.stderr
+    assert f"rucat engine logs {engine_id}" in result.stderr
 
 
 def test_the_installed_command_separates_results_from_errors(server: Server) -> None:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rucat.client import DEFAULT_CONNECT_PORT, DEFAULT_URL, RucatClient
-from rucat.client.errors import RucatClientError, WaitTimeout
+from rucat.client.errors import EngineFailed, RucatClientError, WaitTimeout
 from rucat.client.models import EngineEventInfo, EngineInfo
 from rucat.domain.state import EngineState
 
@@ -237,6 +237,9 @@ def create(
         except WaitTimeout as e:
             done()
             _fail(f"{e.detail}; it keeps starting (see `rucat engine logs {engine_id}`)")
+        except EngineFailed as e:
+            done()
+            _fail(f"{e.detail} (see `rucat engine logs {engine_id}`)")
         except RucatClientError:
             done()
             raise
