@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from rucat.config import LocalPlatformConfig
 from rucat.domain.state import EngineState
-from tests.integration.conftest import SPARK, Api, force_state
+from rucat.platforms.local import LocalPlatform
+from tests.integration.conftest import SPARK, Api, StartApi, force_state
 
 S = EngineState
 
@@ -268,3 +271,23 @@ async def test_logs_with_a_tail_outside_1_to_100000_is_422(api: Api, tail: str) 
     response = await api.client.get(f"/engine/{engine_id}/logs", params={"tail": tail})
     assert response.status_code == 422
     assert response.json()["detail"].startswith("query.tail: ")
+
+
+async def test_with_the_local_platform_logs_fall_back_to_saved_logs_and_delete_forgets(
+    start_api: StartApi, tmp_path: Path
+) -> None:
+    platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path / "data")
+    try:
+        async with start_api(platform=platform) as api:
+            engine_id = await api.create()
+            # Never started: the platform has no log, the saved copy is served.
+            await force_state(api.store, engine_id, S.Terminated, saved_logs="kept\n")
+            logs = await api.client.get(f"/engine/{engine_id}/logs")
+            assert logs.json() == {"id": engine_id, "logs": "kept\n"}
+            leftovers = tmp_path / "data" / "engines" / engine_id
+            leftovers.mkdir(parents=True)
+            (leftovers / "scratch").write_text("x")
+            assert (await api.client.delete(f"/engine/{engine_id}")).status_code == 200
+            assert not leftovers.exists()
+    finally:
+        await platform.close()
