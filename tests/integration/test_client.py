@@ -658,3 +658,13 @@ def test_connect_url_arguments_override_the_clients_defaults() -> None:
     channel = channel_of(url)
     assert channel.endpoint == "10.0.0.5:443"
     assert channel.token == "other"
+
+
+def test_spark_session_fails_at_once_when_no_proxy_listens() -> None:
+    port = free_port()
+    with (
+        RucatClient("http://127.0.0.1:3000", connect_port=port) as rucat,
+        pytest.raises(ServerUnreachable, match=f"127.0.0.1:{port}") as raised,
+    ):
+        rucat.spark_session("a" * 20)
+    assert "RUCAT_CONNECT_PORT" in raised.value.detail

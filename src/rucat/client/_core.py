@@ -9,6 +9,7 @@ error mapping, the `wait_until` verdict and the Spark Connect URL.
 from __future__ import annotations
 
 import base64
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -289,8 +290,28 @@ def connect_url(
     return url
 
 
+def check_proxy(host: str, port: int, *, timeout: float = 10.0) -> None:
+    """Fail fast when nothing listens on the proxy port.
+
+    pyspark retries a refused connection for minutes; a plain TCP connect
+    first turns a wrong port into an immediate error saying what to fix.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ServerUnreachable(
+            f"no Spark Connect proxy answers at {host}:{port} ({e.strerror or e}). "
+            "Is that the server's connect_port? Pass proxy_port= "
+            "(CLI: --proxy-port or RUCAT_CONNECT_PORT)."
+        ) from e
+
+
 def spark_session_for(url: str) -> Any:
     """A new pyspark Connect session on `url` (pyspark imported only when needed)."""
+    netloc = url.removeprefix("sc://").split("/", 1)[0]
+    host, _, port = netloc.rpartition(":")
+    check_proxy(host, int(port))
     try:
         from pyspark.sql import SparkSession
     except ImportError as e:  # pragma: no cover - pyspark is a dependency
