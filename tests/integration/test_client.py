@@ -278,8 +278,10 @@ async def test_a_body_over_the_limit_raises_bad_request_413(rucat: AsyncRucatCli
 async def test_an_unknown_state_filter_is_refused_before_sending(
     rucat: AsyncRucatClient,
 ) -> None:
-    with pytest.raises(ValueError, match="Dancing"):
+    with pytest.raises(BadRequest, match=r"Dancing.*WaitToStart"):
         await rucat.list(state="Dancing")
+    with pytest.raises(BadRequest, match="Runing"):
+        await rucat.wait_until("a" * 20, "Runing", timeout=1)
 
 
 # --- events and logs ------------------------------------------------------------
@@ -514,6 +516,15 @@ async def test_an_unreachable_server_raises_saying_which_url_and_what_to_do() ->
     assert "rucat up" in raised.value.detail
     assert "RUCAT_URL" in raised.value.detail
     assert raised.value.status is None
+
+
+async def test_credentials_in_the_url_never_appear_in_an_error() -> None:
+    port = free_port()
+    async with AsyncRucatClient(f"http://alice:s3cret@127.0.0.1:{port}") as nowhere:
+        with pytest.raises(ServerUnreachable) as raised:
+            await nowhere.list()
+    assert f"127.0.0.1:{port}" in raised.value.detail
+    assert "s3cret" not in raised.value.detail
 
 
 def test_every_error_status_maps_to_its_typed_error_under_one_root() -> None:

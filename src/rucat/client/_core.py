@@ -83,12 +83,21 @@ def create_call(name: str, version: str, configs: dict[str, str] | None, engine_
 StateFilter = EngineState | str | Iterable[EngineState | str] | None
 
 
+def state_of(value: EngineState | str) -> EngineState:
+    """`value` as a state; a BadRequest listing the states when it names none."""
+    try:
+        return EngineState(value)
+    except ValueError as e:
+        names = ", ".join(s.value for s in EngineState)
+        raise BadRequest(f"unknown state {value!r}; states are: {names}") from e
+
+
 def list_call(state: StateFilter, limit: int | None, after: EngineId | None) -> Call:
     params: dict[str, str | list[str]] = {}
     if isinstance(state, str):
-        params["state"] = [EngineState(state).value]
+        params["state"] = [state_of(state).value]
     elif state is not None:
-        params["state"] = [EngineState(s).value for s in state]
+        params["state"] = [state_of(s).value for s in state]
     if limit is not None:
         params["limit"] = str(limit)
     if after is not None:
@@ -103,6 +112,8 @@ def logs_call(engine_id: EngineId, tail: int | None) -> Call:
 
 def unreachable(base_url: str, error: httpx.TransportError) -> ServerUnreachable:
     """The error for a request that got no HTTP answer, saying what to do about it."""
+    # Credentials in the URL (http://user:pass@host) never reach an error message.
+    base_url = str(httpx.URL(base_url).copy_with(username=None, password=None))
     if isinstance(error, httpx.TimeoutException):
         why = f"no answer from the Rucat server at {base_url} in time ({type(error).__name__})"
     else:

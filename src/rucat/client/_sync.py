@@ -163,7 +163,7 @@ class RucatClient:
         answered, a server that stops answering for a while (restart, 503) is
         retried for up to 30 s in a row.
         """
-        wanted = EngineState(state)
+        wanted = _core.state_of(state)
         deadline = time.monotonic() + timeout
         last: EngineInfo | None = None
         hiccups = _core.Hiccups()
