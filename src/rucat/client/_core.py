@@ -1,9 +1,11 @@
-"""The I/O-free half of the SDK, shared by the sync and the async client.
+"""The shared half of the SDK: everything but sending requests and sleeping.
 
 Both clients build the same requests and read the same responses; only the
 transport (httpx.Client or httpx.AsyncClient) and the sleeping differ. Keeping
 the rules here means the two can never drift apart: routes, auth headers,
-error mapping, the `wait_until` verdict and the Spark Connect URL.
+error mapping, the `wait_until` verdict and retries, the Spark Connect URL.
+Only `check_proxy` and `spark_session_for` touch the network themselves; they
+block in both clients, as pyspark does.
 """
 
 from __future__ import annotations
