@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,7 @@ def test_create_wait_stops_early_with_the_engines_message_when_it_fails(server: 
         while not engine_id and waiting.is_alive():
             doomed = [i.id for i in sdk.list_info(state="WaitToStart") if i.name == "doomed"]
             engine_id = doomed[0] if doomed else ""
+            time.sleep(0.05)
     assert engine_id, [(r.exit_code, r.stdout, r.stderr) for r in outcome]
     monitor_records(
         server.db,
