@@ -70,7 +70,8 @@ class Authenticator:
             username = self._check_basic(value, self._basic)
             return f"user:{username}"
         if scheme == "bearer" and self._bearer is not None:
-            if hmac.compare_digest(value.encode(), self._bearer):
+            # Header values arrive as latin-1 text: encode back to the bytes sent.
+            if hmac.compare_digest(value.encode("latin-1", "replace"), self._bearer):
                 return "bearer"
             raise Unauthenticated("invalid credentials")
         raise Unauthenticated(f"unsupported authentication scheme; use {self.challenge}")
