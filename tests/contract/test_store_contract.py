@@ -489,6 +489,22 @@ async def test_record_activity_sets_last_activity_time_without_a_revision_or_eve
     await store.transition(current=engine, new=replace(engine, state=S.WaitToTerminate), actor="u")
 
 
+async def test_a_transition_from_a_read_taken_before_recorded_activity_keeps_the_activity(
+    store: EngineStore,
+) -> None:
+    engine = await added(store, state=S.Running, last_activity_time=T0)
+    at = T0 + timedelta(minutes=10)
+    await store.record_activity(engine_id=engine.id, at=at)
+
+    # `engine` was read before the activity; its revision is still current.
+    moved = await store.transition(
+        current=engine, new=replace(engine, state=S.WaitToTerminate), actor="monitor"
+    )
+
+    assert moved.last_activity_time == at
+    assert (await store.get(engine_id=engine.id)).last_activity_time == at
+
+
 async def test_record_activity_of_an_unknown_engine_raises_engine_not_found(
     store: EngineStore,
 ) -> None:

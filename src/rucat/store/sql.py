@@ -40,10 +40,12 @@ from sqlalchemy import (
     Connection,
     String,
     and_,
+    case,
     column,
     delete,
     insert,
     inspect,
+    literal,
     or_,
     select,
     table,
@@ -72,7 +74,13 @@ from rucat.store.sql_dialects import (
     upgrade_to_head,
 )
 from rucat.store.sql_notify import CHANNEL, ChangeFeed
-from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, engine_events, engines
+from rucat.store.sql_schema import (
+    SCHEMA_REVISION,
+    VERSION_TABLE,
+    UtcDateTime,
+    engine_events,
+    engines,
+)
 
 __all__ = ["SqlEngineStore"]
 
@@ -276,18 +284,35 @@ class SqlEngineStore:
         return await self._read("list engines", page)
 
     async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
+        """CAS write of `new`; last_activity_time keeps the later of row's and new's."""
         if new.id != current.id:
             raise InvalidRequest(f"cannot turn engine {current.id} into engine {new.id}")
         row = _engine_to_row(replace(new, revision=current.revision + 1))
         del row["id"]
         wakes = new.state is not current.state and new.state in _WAITING_STATES
+        # Activity is recorded without a revision bump, so `new` may carry an
+        # older last_activity_time than the row: it only ever moves forward.
+        activity = row.pop("last_activity_time")
+        values: dict[str, Any] = dict(row)
+        if activity is not None:
+            stamp = literal(activity, UtcDateTime())
+            values["last_activity_time"] = case(
+                (
+                    or_(
+                        engines.c.last_activity_time.is_(None),
+                        engines.c.last_activity_time < stamp,
+                    ),
+                    stamp,
+                ),
+                else_=engines.c.last_activity_time,
+            )
 
         def transition(conn: Connection) -> Engine:
             stored = (
                 conn.execute(
                     update(engines)
                     .where(engines.c.id == current.id, engines.c.revision == current.revision)
-                    .values(**row)
+                    .values(values)
                     .returning(*engines.c)
                 )
                 .mappings()
