@@ -138,6 +138,16 @@ def test_list_prints_a_table_of_engines_and_json_for_scripts(server: Server) -> 
     assert first not in [item["id"] for item in terminated]
 
 
+def test_tables_show_names_verbatim_not_as_markup(server: Server) -> None:
+    engine_id = create(server, "[red]x[/] [bold")
+
+    listed = ok(cli(server, "engine", "list"))
+    shown = ok(cli(server, "engine", "get", engine_id))
+
+    assert "[red]x[/] [bold" in next(line for line in listed.splitlines() if engine_id in line)
+    assert "[red]x[/] [bold" in shown
+
+
 def test_list_pages_with_limit_and_after(server: Server) -> None:
     for n in range(3):
         create(server, f"page-{n}")

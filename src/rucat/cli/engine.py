@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rucat.client import DEFAULT_CONNECT_PORT, DEFAULT_URL, RucatClient
 from rucat.client.errors import EngineFailed, RucatClientError, WaitTimeout
@@ -135,6 +136,11 @@ def _client(
         _fail(e.detail)
 
 
+def _cells(*values: str) -> list[Text]:
+    """Table cells shown verbatim: a name like "[red]x" is data, not rich markup."""
+    return [Text(value) for value in values]
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
@@ -165,7 +171,7 @@ def _print_engine(info: EngineInfo, output: Output) -> None:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(info.configs.items()))
         else:
             shown = "" if value is None else str(value)
-        table.add_row(key, shown)
+        table.add_row(*_cells(key, shown))
     _stdout().print(table)
 
 
@@ -292,7 +298,9 @@ def list_(
     for column in ("id", "name", "state", "version", "create_time"):
         table.add_column(column, no_wrap=column != "name", overflow="fold")
     for info in engines:
-        table.add_row(info.id, info.name, info.state.value, info.version, _when(info.create_time))
+        table.add_row(
+            *_cells(info.id, info.name, info.state.value, info.version, _when(info.create_time))
+        )
     _stdout().print(table)
 
 
@@ -398,11 +406,13 @@ def events(
         table.add_column(column, no_wrap=column != "message", overflow="fold")
     for event in found:
         table.add_row(
-            _when(event.time),
-            event.from_state.value if event.from_state else "",
-            event.to_state.value,
-            event.actor or "",
-            event.message or "",
+            *_cells(
+                _when(event.time),
+                event.from_state.value if event.from_state else "",
+                event.to_state.value,
+                event.actor or "",
+                event.message or "",
+            )
         )
     _stdout().print(table)
 
