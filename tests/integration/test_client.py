@@ -502,6 +502,26 @@ async def test_a_token_or_a_username_and_password_authenticate(start_api: StartA
         assert events[0].actor == "bearer"
 
 
+async def test_from_env_reads_the_clis_variables(
+    start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start_api(AUTH) as api:
+        monkeypatch.setenv("RUCAT_URL", api.url)
+        monkeypatch.setenv("RUCAT_TOKEN", TOKEN)
+        monkeypatch.setenv("RUCAT_CONNECT_PORT", "15123")
+        async with AsyncRucatClient.from_env() as rucat:
+            engine_id = await rucat.create("etl", "4.0.1")
+            assert rucat.connect_url(engine_id) == (
+                f"sc://localhost:15123/;x-rucat-engine-id={engine_id};token={TOKEN}"
+            )
+        monkeypatch.delenv("RUCAT_TOKEN")
+        monkeypatch.setenv("RUCAT_USERNAME", "alice")
+        monkeypatch.setenv("RUCAT_PASSWORD", "s3cret")
+        with RucatClient.from_env(connect_port=15002) as sync:
+            assert await in_thread(sync.list) == [engine_id]
+            assert sync.connect_port == 15002
+
+
 async def test_a_username_without_a_password_is_refused_before_sending() -> None:
     with pytest.raises(BadRequest, match="password"):
         AsyncRucatClient("http://127.0.0.1:1", username="alice")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -61,6 +62,12 @@ class AsyncRucatClient:
             timeout=timeout,
             transport=transport,
         )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """A client configured like the CLI: RUCAT_URL, RUCAT_TOKEN (or RUCAT_USERNAME
+        and RUCAT_PASSWORD), RUCAT_CONNECT_HOST, RUCAT_CONNECT_PORT; `overrides` win."""
+        return cls(**{**_core.settings_from_env(os.environ), **overrides})
 
     async def __aenter__(self) -> Self:
         return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -67,6 +67,23 @@ def auth_headers(
         pair = f"{username}:{password}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
     return {}
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Client arguments from RUCAT_URL, RUCAT_TOKEN, RUCAT_USERNAME, RUCAT_PASSWORD,
+    RUCAT_CONNECT_HOST and RUCAT_CONNECT_PORT (the CLI's variables)."""
+    settings: dict[str, Any] = {"base_url": environ.get("RUCAT_URL") or DEFAULT_URL}
+    for key in ("token", "username", "password", "connect_host"):
+        value = environ.get(f"RUCAT_{key.upper()}")
+        if value:
+            settings[key] = value
+    port = environ.get("RUCAT_CONNECT_PORT")
+    if port:
+        try:
+            settings["connect_port"] = int(port)
+        except ValueError as e:
+            raise BadRequest(f"RUCAT_CONNECT_PORT is not a port number: {port!r}") from e
+    return settings
 
 
 def engine_path(engine_id: EngineId, suffix: str = "") -> str:

@@ -7,6 +7,7 @@ the transport (httpx.Client) and the sleeping are blocking here.
 from __future__ import annotations
 
 import builtins
+import os
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -56,6 +57,12 @@ class RucatClient:
             timeout=timeout,
             transport=transport,
         )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """A client configured like the CLI: RUCAT_URL, RUCAT_TOKEN (or RUCAT_USERNAME
+        and RUCAT_PASSWORD), RUCAT_CONNECT_HOST, RUCAT_CONNECT_PORT; `overrides` win."""
+        return cls(**{**_core.settings_from_env(os.environ), **overrides})
 
     def __enter__(self) -> Self:
         return self
