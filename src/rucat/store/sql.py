@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -52,11 +51,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from rucat.config import PostgresConfig, SqliteConfig
-from rucat.domain.engine import Engine, EngineEvent, EngineId, EngineType
+from rucat.domain.engine import Engine, EngineEvent, EngineId
 from rucat.domain.errors import (
     ConfigError,
     EngineNotFound,
@@ -79,7 +77,10 @@ from rucat.store.sql_schema import (
     VERSION_TABLE,
     UtcDateTime,
     engine_events,
+    engine_from_row,
+    engine_to_row,
     engines,
+    utc,
 )
 
 __all__ = ["SqlEngineStore"]
@@ -222,7 +223,7 @@ class SqlEngineStore:
     # --- the EngineStore protocol ---------------------------------------
 
     async def add(self, *, engine: Engine, actor: str) -> Engine:
-        row = _engine_to_row(replace(engine, revision=0))
+        row = engine_to_row(replace(engine, revision=0))
 
         def add(conn: Connection) -> None:
             existing = _select(conn, engine.id)
@@ -244,7 +245,7 @@ class SqlEngineStore:
         await self._write("add an engine", add)
         self._announced(engine.id)
         # The row as stored: UTC timestamps, NUL replaced.
-        return _engine_from_row(row)
+        return engine_from_row(row)
 
     async def get(self, *, engine_id: EngineId) -> Engine:
         found = await self._read("read an engine", lambda conn: _select(conn, engine_id))
@@ -279,7 +280,7 @@ class SqlEngineStore:
                         and_(engines.c.create_time == cursor, engines.c.id > after),
                     )
                 )
-            return [_engine_from_row(row) for row in conn.execute(query).mappings()]
+            return [engine_from_row(row) for row in conn.execute(query).mappings()]
 
         return await self._read("list engines", page)
 
@@ -287,7 +288,7 @@ class SqlEngineStore:
         """CAS write of `new`; last_activity_time keeps the later of row's and new's."""
         if new.id != current.id:
             raise InvalidRequest(f"cannot turn engine {current.id} into engine {new.id}")
-        row = _engine_to_row(replace(new, revision=current.revision + 1))
+        row = engine_to_row(replace(new, revision=current.revision + 1))
         del row["id"]
         wakes = new.state is not current.state and new.state in _WAITING_STATES
         # Activity is recorded without a revision bump, so `new` may carry an
@@ -333,7 +334,7 @@ class SqlEngineStore:
                 )
             if wakes:
                 self._announce(conn, current.id)
-            return _engine_from_row(stored)
+            return engine_from_row(stored)
 
         stored = await self._write("update an engine", transition)
         if wakes:
@@ -361,7 +362,7 @@ class SqlEngineStore:
             select(engines)
             .where(
                 engines.c.platform == platform,
-                engines.c.next_update_time <= _utc(now, "now"),
+                engines.c.next_update_time <= utc(now, "now"),
                 engines.c.state.not_in([s.value for s in STABLE_STATES]),
             )
             .order_by(engines.c.next_update_time, engines.c.id)
@@ -369,7 +370,7 @@ class SqlEngineStore:
         )
 
         def due(conn: Connection) -> builtins.list[Engine]:
-            return [_engine_from_row(row) for row in conn.execute(query).mappings()]
+            return [engine_from_row(row) for row in conn.execute(query).mappings()]
 
         return await self._read("list due engines", due)
 
@@ -401,7 +402,7 @@ class SqlEngineStore:
     async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
         # Only ever moves forward: activity reported out of order never
         # makes an engine look idle for longer than it is.
-        at = _utc(at, "at")
+        at = utc(at, "at")
 
         def record(conn: Connection) -> None:
             conn.execute(
@@ -449,7 +450,7 @@ def _schema_is_current(conn: Connection) -> bool:
 
 def _select(conn: Connection, engine_id: EngineId) -> Engine | None:
     row = conn.execute(select(engines).where(engines.c.id == engine_id)).mappings().first()
-    return None if row is None else _engine_from_row(row)
+    return None if row is None else engine_from_row(row)
 
 
 def _conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:
@@ -461,73 +462,6 @@ def _conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:
     return StoreConflict(
         f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
         current=now,
-    )
-
-
-# --- rows <-> engines -------------------------------------------------------
-
-
-def _utc(value: datetime, what: str) -> datetime:
-    if value.utcoffset() is None:
-        raise InvalidRequest(f"{what} must be a tz-aware datetime, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
-def _text(value: str | None) -> str | None:
-    """Free text (messages, captured logs) as every backend can store it.
-
-    PostgreSQL text cannot hold NUL, and engine logs may contain it: NUL
-    becomes U+FFFD on every backend, so all of them store the same thing.
-    """
-    return None if value is None else value.replace("\x00", "\ufffd")
-
-
-def _engine_to_row(engine: Engine) -> dict[str, Any]:
-    return {
-        "id": engine.id,
-        "name": engine.name,
-        "engine_type": engine.engine_type.value,
-        "version": engine.version,
-        "configs": json.dumps(engine.configs, sort_keys=True, ensure_ascii=False),
-        "state": engine.state.value,
-        "platform": engine.platform,
-        "create_time": _utc(engine.create_time, "create_time"),
-        "update_time": _utc(engine.update_time, "update_time"),
-        "next_update_time": _utc(engine.next_update_time, "next_update_time"),
-        "revision": engine.revision,
-        "message": _text(engine.message),
-        "endpoint": engine.endpoint,
-        "lease_owner": engine.lease_owner,
-        "last_activity_time": (
-            None
-            if engine.last_activity_time is None
-            else _utc(engine.last_activity_time, "last_activity_time")
-        ),
-        "connect_token": engine.connect_token,
-        "saved_logs": _text(engine.saved_logs),
-    }
-
-
-def _engine_from_row(row: RowMapping | Mapping[str, Any]) -> Engine:
-    configs = json.loads(row["configs"])
-    return Engine(
-        id=row["id"],
-        name=row["name"],
-        engine_type=EngineType(row["engine_type"]),
-        version=row["version"],
-        configs={str(k): str(v) for k, v in configs.items()},
-        state=EngineState(row["state"]),
-        platform=row["platform"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        next_update_time=row["next_update_time"],
-        revision=int(row["revision"]),
-        message=row["message"],
-        endpoint=row["endpoint"],
-        lease_owner=row["lease_owner"],
-        last_activity_time=row["last_activity_time"],
-        connect_token=row["connect_token"],
-        saved_logs=row["saved_logs"],
     )
 
 

@@ -1,4 +1,4 @@
-"""The SQL tables of the engine store, as SQLAlchemy Core metadata.
+"""The SQL tables of the engine store, and how an Engine maps to a row.
 
 This is the schema queries are built against. The database itself is created
 and upgraded by the Alembic scripts in `rucat/store/migrations/`; a test
@@ -11,6 +11,8 @@ They come back as tz-aware UTC datetimes on both.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +29,12 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import TypeDecorator
+
+from rucat.domain.engine import Engine, EngineType
+from rucat.domain.errors import InvalidRequest
+from rucat.domain.state import EngineState
 
 #: Alembic's bookkeeping table; prefixed so Rucat can share a database.
 VERSION_TABLE = "rucat_schema_version"
@@ -119,3 +126,73 @@ engine_events = Table(
     Column("actor", Text, nullable=False),
     Index("ix_rucat_engine_events_engine", "engine_id", "seq"),
 )
+
+
+# --- rows <-> engines -------------------------------------------------------
+
+
+def utc(value: datetime, what: str) -> datetime:
+    """`value` in UTC; a naive datetime is refused (its zone would be a guess)."""
+    if value.utcoffset() is None:
+        raise InvalidRequest(f"{what} must be a tz-aware datetime, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def text_for_storage(value: str | None) -> str | None:
+    """Free text (messages, captured logs) as every backend can store it.
+
+    PostgreSQL text cannot hold NUL, and engine logs may contain it: NUL
+    becomes U+FFFD on every backend, so all of them store the same thing.
+    """
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def engine_to_row(engine: Engine) -> dict[str, Any]:
+    """The row for `engine`: UTC timestamps, configs as JSON text, NUL-free free text."""
+    return {
+        "id": engine.id,
+        "name": engine.name,
+        "engine_type": engine.engine_type.value,
+        "version": engine.version,
+        "configs": json.dumps(engine.configs, sort_keys=True, ensure_ascii=False),
+        "state": engine.state.value,
+        "platform": engine.platform,
+        "create_time": utc(engine.create_time, "create_time"),
+        "update_time": utc(engine.update_time, "update_time"),
+        "next_update_time": utc(engine.next_update_time, "next_update_time"),
+        "revision": engine.revision,
+        "message": text_for_storage(engine.message),
+        "endpoint": engine.endpoint,
+        "lease_owner": engine.lease_owner,
+        "last_activity_time": (
+            None
+            if engine.last_activity_time is None
+            else utc(engine.last_activity_time, "last_activity_time")
+        ),
+        "connect_token": engine.connect_token,
+        "saved_logs": text_for_storage(engine.saved_logs),
+    }
+
+
+def engine_from_row(row: RowMapping | Mapping[str, Any]) -> Engine:
+    """The Engine a row of `engines` holds."""
+    configs = json.loads(row["configs"])
+    return Engine(
+        id=row["id"],
+        name=row["name"],
+        engine_type=EngineType(row["engine_type"]),
+        version=row["version"],
+        configs={str(k): str(v) for k, v in configs.items()},
+        state=EngineState(row["state"]),
+        platform=row["platform"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        next_update_time=row["next_update_time"],
+        revision=int(row["revision"]),
+        message=row["message"],
+        endpoint=row["endpoint"],
+        lease_owner=row["lease_owner"],
+        last_activity_time=row["last_activity_time"],
+        connect_token=row["connect_token"],
+        saved_logs=row["saved_logs"],
+    )
