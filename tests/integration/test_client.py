@@ -33,6 +33,7 @@ from rucat.client import (
     Unauthorized,
     WaitAborted,
     WaitTimeout,
+    connect,
 )
 from rucat.client.errors import error_for_status
 from rucat.config import AuthProviderConfig, RucatConfig, StaticAuthConfig
@@ -699,3 +700,10 @@ def test_spark_session_fails_at_once_when_no_proxy_listens() -> None:
     ):
         rucat.spark_session("a" * 20)
     assert "RUCAT_CONNECT_PORT" in raised.value.detail
+
+
+def test_connect_takes_the_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("RUCAT_CONNECT_PORT", str(port))
+    with pytest.raises(ServerUnreachable, match=f":{port}"):
+        connect("a" * 20)

@@ -7,14 +7,16 @@
         rucat.wait_until(engine_id, "Running", timeout=300)
         spark = rucat.spark_session(engine_id)
 
-`AsyncRucatClient` has the same methods for asyncio. Every failure is a
-`RucatClientError` subclass carrying the server's `detail`. This package
-talks HTTP only: it never imports the server, store or platforms.
+`connect(engine_id)` does the last step in one call, configured from the
+environment like the CLI. `AsyncRucatClient` has the same methods for
+asyncio. Every failure is a `RucatClientError` subclass carrying the server's
+`detail`. This package talks HTTP only: it never imports the server, store
+or platforms.
 """
 
 from rucat.client._async import AsyncRucatClient
 from rucat.client._core import DEFAULT_CONNECT_PORT, DEFAULT_URL
-from rucat.client._sync import RucatClient
+from rucat.client._sync import RucatClient, connect
 from rucat.client.errors import (
     BadRequest,
     Conflict,
@@ -52,4 +54,5 @@ __all__ = [
     "UnexpectedResponse",
     "WaitAborted",
     "WaitTimeout",
+    "connect",
 ]

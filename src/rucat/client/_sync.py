@@ -22,7 +22,7 @@ from rucat.client.models import EngineEventInfo, EngineInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
 
-__all__ = ["RucatClient"]
+__all__ = ["RucatClient", "connect"]
 
 
 class RucatClient:
@@ -232,3 +232,13 @@ class RucatClient:
             engine_id, proxy_host=proxy_host, proxy_port=proxy_port, token=token, use_ssl=use_ssl
         )
         return _core.spark_session_for(url)
+
+
+def connect(engine_id: EngineId, **client: Any) -> Any:
+    """A pyspark SparkSession on `engine_id` through Rucat's proxy, in one call.
+
+    The client is configured from the environment like the CLI (RUCAT_URL,
+    RUCAT_TOKEN, RUCAT_CONNECT_PORT, ...); keyword arguments override it.
+    """
+    with RucatClient.from_env(**client) as rucat:
+        return rucat.spark_session(engine_id)
