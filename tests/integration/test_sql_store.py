@@ -551,3 +551,15 @@ async def test_postgres_wake_ups_resume_after_the_listening_connection_drops(
     finally:
         await writer.close()
         await watcher.close()
+
+
+async def test_listing_by_a_state_name_that_does_not_exist_is_an_invalid_request(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(sqlite_config(tmp_path / "rucat.db"))
+    try:
+        with pytest.raises(InvalidRequest, match="Sleeping"):
+            await store.list(states=["Sleeping"])  # type: ignore[list-item]
+        assert await store.list(states=["Running"]) == []  # type: ignore[list-item]
+    finally:
+        await store.close()

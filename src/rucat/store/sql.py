@@ -264,7 +264,11 @@ class SqlEngineStore:
             raise InvalidRequest(f"limit must be >= 0, got {limit}")
         query = select(engines).order_by(engines.c.create_time, engines.c.id)
         if states is not None:
-            query = query.where(engines.c.state.in_([EngineState(s).value for s in states]))
+            try:
+                values = [EngineState(s).value for s in states]
+            except ValueError as e:
+                raise InvalidRequest(f"unknown state in filter: {e}") from e
+            query = query.where(engines.c.state.in_(values))
         if limit is not None:
             query = query.limit(limit)
 
