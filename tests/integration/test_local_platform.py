@@ -43,7 +43,8 @@ import os, signal, socket, subprocess, sys, time
 args = sys.argv[1:]
 confs = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
 mode = confs.get("rucat.test.mode", "serve")
-print("fake spark-submit", os.getpid(), flush=True)
+conf_dir = os.environ.get("SPARK_CONF_DIR", "")
+print("fake spark-submit", os.getpid(), "SPARK_CONF_DIR=" + conf_dir, flush=True)
 if mode.startswith("exit:"):
     print("fake: giving up", file=sys.stderr, flush=True)
     sys.exit(int(mode[5:]))
@@ -109,6 +110,13 @@ def processes_naming(e: Engine, *, supervisors: bool = False) -> list[int]:
         if marker in args and alive and is_supervisor == supervisors:
             pids.append(int(entry))
     return pids
+
+
+def groups_naming(e: Engine, *, supervisors: bool = False) -> set[int]:
+    """Process groups of `processes_naming`: a child between fork and exec still
+    shows its parent's command line, but never has a group of its own."""
+    stats = (proc.read_stat(pid) for pid in processes_naming(e, supervisors=supervisors))
+    return {s.pgrp for s in stats if s is not None}
 
 
 def proc_file(pid: int, what: str) -> bytes:
@@ -271,7 +279,7 @@ async def test_a_reused_pid_is_never_taken_for_the_engine(tmp_path: Path, fake_h
     try:
         await platform.start(engine=e)  # not adopted: a new engine starts
         assert run_file(tmp_path, e)["pid"] != os.getpid()
-        assert len(processes_naming(e, supervisors=True)) == 1
+        assert len(groups_naming(e, supervisors=True)) == 1
     finally:
         await platform.forget(engine=e)  # and this test process survives the stop
 
@@ -286,9 +294,9 @@ async def test_concurrent_starts_from_two_monitors_start_one_engine(
     )
     try:
         await asyncio.gather(first.start(engine=e), second.start(engine=e), first.start(engine=e))
-        assert len(processes_naming(e, supervisors=True)) == 1
+        assert len(groups_naming(e, supervisors=True)) == 1
         await eventually(lambda: running(e), timeout=30, what="the fake engine")
-        assert len(processes_naming(e)) == 1
+        assert len(groups_naming(e)) == 1
     finally:
         await first.forget(engine=e)
     assert processes_naming(e) == []
@@ -307,7 +315,7 @@ async def test_an_engine_whose_supervisor_died_is_still_adopted_and_stopped(
     assert isinstance(await later.inspect(engine=e), Pending)
     await later.start(engine=e)
     assert processes_naming(e, supervisors=True) == []  # adopted, not started again
-    assert len(processes_naming(e)) == 1
+    assert len(groups_naming(e)) == 1
     await later.stop(engine=e)
     assert processes_naming(e) == []
     assert await later.inspect(engine=e) == Absent()
@@ -367,6 +375,45 @@ async def test_spark_defaults_of_the_spark_home_reach_the_engine_below_rucats_co
         await platform.forget(engine=e)
 
 
+async def test_a_conf_dir_without_log4j2_config_gets_rucats_beside_its_own_files(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    (fake_home / "conf").mkdir()
+    (fake_home / "conf" / "hive-site.xml").write_text("<configuration/>")
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    ours = tmp_path / "engines" / e.id / "conf"
+    try:
+        await platform.start(engine=e)
+
+        async def conf_dir_logged() -> bool:
+            return f"SPARK_CONF_DIR={ours}\n" in await platform.logs(engine=e)
+
+        await eventually(conf_dir_logged, timeout=30, what="the fake's SPARK_CONF_DIR")
+        assert (ours / "hive-site.xml").resolve() == fake_home / "conf" / "hive-site.xml"
+        log4j2 = (ours / "log4j2.properties").read_text()
+        assert f"logger.rucat_connect.name = {spark.CONNECT_SERVER_LOGGER}" in log4j2
+    finally:
+        await platform.forget(engine=e)
+
+
+async def test_a_conf_dir_with_its_own_log4j2_config_is_used_as_it_is(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    (fake_home / "conf").mkdir()
+    (fake_home / "conf" / "log4j2.properties").write_text("rootLogger.level = warn\n")
+    platform, e = make_platform(tmp_path, fake_home), engine()
+    try:
+        await platform.start(engine=e)
+
+        async def conf_dir_logged() -> bool:
+            return "SPARK_CONF_DIR=\n" in await platform.logs(engine=e)
+
+        await eventually(conf_dir_logged, timeout=30, what="the fake's empty SPARK_CONF_DIR")
+        assert not (tmp_path / "engines" / e.id / "conf").exists()
+    finally:
+        await platform.forget(engine=e)
+
+
 # --- process and file helpers -----------------------------------------------
 
 
@@ -419,12 +466,16 @@ def test_a_private_file_is_owner_only_even_when_it_existed_wider(tmp_path: Path)
 @pytest.mark.java
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_a_real_engine_runs_udfs_hides_its_token_and_reports_a_kill_9_as_sigkill(
+async def test_a_quiet_real_engine_runs_udfs_hides_its_token_and_reports_kill_9(
     tmp_path: Path,
 ) -> None:
     require_java()
     platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path)
-    e = engine(spark.bundled_spark_version(), **{"spark.executor.memory": "512m"})
+    # A quiet root log level must not hide the line that names the Connect port.
+    e = engine(
+        spark.bundled_spark_version(),
+        **{"spark.executor.memory": "512m", "spark.log.level": "WARN"},
+    )
     token = e.connect_token
     assert token
     folder = tmp_path / "engines" / e.id
@@ -442,7 +493,9 @@ async def test_a_real_engine_runs_udfs_hides_its_token_and_reports_a_kill_9_as_s
         for member in members:
             for what in ("cmdline", "environ"):
                 assert token.encode() not in proc_file(member.pid, what)
-        assert token not in await platform.logs(engine=e)
+        logs = await platform.logs(engine=e)
+        assert token not in logs
+        assert "INFO Utils: Successfully started service" not in logs  # WARN took effect
 
         def query() -> tuple[list[tuple[int]], list[tuple[int]]]:
             from pyspark.sql import SparkSession

@@ -261,6 +261,30 @@ def test_spark_defaults_are_read_from_the_conf_dir_or_are_empty(tmp_path: Path) 
     assert spark.spark_defaults_text(tmp_path, other) == "c d\n"
 
 
+def test_rucats_log4j2_config_is_sparks_default_with_the_connect_logger_pinned() -> None:
+    text = spark.log4j2_config_text(spark.bundled_spark_home())
+    assert "rootLogger.level = info" in text
+    assert "appender.console.target = SYSTEM_ERR" in text
+    assert text.endswith(
+        f"logger.rucat_connect.name = {spark.CONNECT_SERVER_LOGGER}\n"
+        "logger.rucat_connect.level = info\n"
+    )
+
+
+def test_a_spark_home_without_jars_still_gets_a_console_log4j2_config(tmp_path: Path) -> None:
+    text = spark.log4j2_config_text(tmp_path)
+    assert "appender.console.type = Console" in text
+    assert spark.CONNECT_SERVER_LOGGER in text
+
+
+def test_a_conf_dir_has_a_log4j2_config_when_it_holds_one_of_its_files(tmp_path: Path) -> None:
+    assert not spark.has_log4j2_config(tmp_path)
+    (tmp_path / "log4j2.properties.template").write_text("")
+    assert not spark.has_log4j2_config(tmp_path)
+    (tmp_path / "log4j2.xml").write_text("<Configuration/>")
+    assert spark.has_log4j2_config(tmp_path)
+
+
 # --- the running server -----------------------------------------------------
 
 _LOG_4_0 = """\

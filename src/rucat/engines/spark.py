@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import re
 import uuid
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -219,6 +220,57 @@ def spark_defaults_text(spark_home: Path, conf_dir: Path | None = None) -> str:
         return ""
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+#: The logger of the line that names the bound Connect port (see `bound_connect_port`).
+CONNECT_SERVER_LOGGER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+_LOG4J2_CONFIG_FILES = (
+    "log4j2.properties",
+    "log4j2.xml",
+    "log4j2.yaml",
+    "log4j2.yml",
+    "log4j2.json",
+)
+_LOG4J2_DEFAULTS = "org/apache/spark/log4j2-defaults.properties"
+_LOG4J2_FALLBACK = """\
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+def has_log4j2_config(conf_dir: Path) -> bool:
+    """Whether a Spark conf dir carries its own log4j2 configuration."""
+    return any((conf_dir / name).is_file() for name in _LOG4J2_CONFIG_FILES)
+
+
+def log4j2_config_text(spark_home: Path) -> str:
+    """Spark's default log4j2 profile, with the Connect server's logger pinned at INFO.
+
+    Platforms read the bound port from that logger's line; pinned, it survives
+    a user's quieter root level (``spark.log.level=WARN``). The profile is read
+    from the Spark jars of `spark_home`, so logs look as Spark's own defaults.
+    """
+    text = _LOG4J2_FALLBACK
+    for jar in sorted((spark_home / "jars").glob("spark-*.jar")):
+        if not jar.name.startswith(("spark-common-utils_", "spark-core_")):
+            continue
+        try:
+            with zipfile.ZipFile(jar) as archive:
+                text = archive.read(_LOG4J2_DEFAULTS).decode("utf-8")
+            break
+        except (KeyError, OSError, zipfile.BadZipFile):
+            continue
+    return (
+        text.rstrip("\n")
+        + "\n\n# Rucat reads the Spark Connect port from this logger's lines.\n"
+        + f"logger.rucat_connect.name = {CONNECT_SERVER_LOGGER}\n"
+        + "logger.rucat_connect.level = info\n"
+    )
 
 
 def spark_submit(spark_home: Path) -> Path:

@@ -8,6 +8,8 @@ Layout, under ``<data_dir>/engines/<engine id>/`` (mode 0700):
 - ``exit.json``        written by the supervisor when the engine process ends
 - ``spark.properties`` mode 0600: the engine's Connect token and endpoint confs,
                        so the token never appears on a command line or in an environment
+- ``conf/``            SPARK_CONF_DIR when Spark's has no log4j2 config: its files
+                       linked, plus a log4j2 config that keeps the Connect port's log line
 - ``.lock``            flock'ed by whoever starts or stops the engine (several monitors)
 
 The group's leader is a tiny supervisor (``_supervise.py``) that runs
@@ -198,7 +200,9 @@ class LocalPlatform:
             env["JAVA_HOME"] = self._config.java_home
         if bundled:  # Python UDFs run in workers that need this pyspark
             env.setdefault("PYSPARK_PYTHON", sys.executable)
-        conf_dir = Path(env["SPARK_CONF_DIR"]) if "SPARK_CONF_DIR" in env else None
+        conf_dir = Path(env.get("SPARK_CONF_DIR") or spark_home / "conf")
+        if not spark.has_log4j2_config(conf_dir):
+            env["SPARK_CONF_DIR"] = str(_own_conf_dir(folder, conf_dir, spark_home))
         # Defaults first (spark-defaults.conf, then Rucat's), the endpoint last.
         properties = {
             "spark.local.dir": str(folder / "tmp"),
@@ -480,6 +484,19 @@ class LocalPlatform:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+
+
+def _own_conf_dir(folder: Path, conf_dir: Path, spark_home: Path) -> Path:
+    """A conf dir that is `conf_dir` (its files linked) plus Rucat's log4j2 config,
+    which keeps the line naming the Connect port whatever the user's log level."""
+    ours = folder / "conf"
+    shutil.rmtree(ours, ignore_errors=True)
+    ours.mkdir(mode=0o700)
+    if conf_dir.is_dir():
+        for entry in conf_dir.iterdir():
+            (ours / entry.name).symlink_to(entry.absolute())
+    (ours / "log4j2.properties").write_text(spark.log4j2_config_text(spark_home))
+    return ours
 
 
 def _now() -> str:
