@@ -41,6 +41,7 @@ _COMMON_RESERVED = frozenset(
         "spark.app.id",
         "spark.connect.grpc.binding.port",
         "spark.connect.grpc.binding.address",
+        "spark.connect.grpc.binding.host",  # newer Sparks' name for the address
         "spark.connect.authenticate.token",
         "spark.master",
         "spark.submit.deployMode",
@@ -161,7 +162,8 @@ def connect_properties(*, token: str | None, address: str, port: int) -> dict[st
 
     `port` 0 lets the server pick a free port; it logs the one it bound (see
     `bound_connect_port`). The token belongs in a properties file readable by
-    the engine's user only, never on a command line.
+    the engine's user only, never on a command line. Spark 3.5's Connect server
+    has no token option and ignores it: such engines are unprotected.
     """
     props = {
         "spark.connect.grpc.binding.address": address,
