@@ -106,17 +106,23 @@ COMMIT TRANSACTION;
 
 # The CAS: the event is written only when the update matched, in the same
 # transaction, so a row and its history never disagree.
+# Activity only moves forward here too: a writer whose read predates the
+# proxy's last report keeps the stored, later activity time.
 _TRANSITION = """
 BEGIN TRANSACTION;
+LET $prev = (SELECT VALUE last_activity_time FROM $rid);
 LET $after = (UPDATE $rid CONTENT $doc
               WHERE revision = $expected RETURN AFTER);
 IF array::len($after) > 0 {
     IF $with_event {
         CREATE $evid CONTENT $event;
     };
+    UPDATE $rid SET last_activity_time = $prev[0]
+        WHERE $prev[0] != NONE AND (last_activity_time = NONE OR last_activity_time < $prev[0])
+        RETURN NONE;
     {_GUARD}
 };
-RETURN $after;
+RETURN IF array::len($after) > 0 THEN (SELECT * FROM $rid) ELSE [] END;
 COMMIT TRANSACTION;
 """.replace("{_GUARD}", _GUARD)
 
