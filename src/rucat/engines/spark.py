@@ -12,6 +12,7 @@ SPARK_HOME is the pyspark package folder, which holds ``bin/spark-submit``.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -79,6 +80,7 @@ def reserved_confs(platform_variant: str) -> frozenset[str]:
         raise ConfigError(f"unknown platform {platform_variant!r}") from e
 
 
+@functools.cache
 def bundled_spark_home() -> Path:
     """SPARK_HOME of the installed pyspark: its package folder (has bin/spark-submit)."""
     spec = importlib.util.find_spec("pyspark")
@@ -87,8 +89,10 @@ def bundled_spark_home() -> Path:
     return Path(spec.origin).parent
 
 
+@functools.cache
 def bundled_spark_version() -> str:
-    """The Spark version that ships with the installed pyspark."""
+    """The Spark version that ships with the installed pyspark (read once: the
+    package metadata lookup costs more than the rest of a POST /engine)."""
     try:
         return importlib.metadata.version("pyspark")
     except importlib.metadata.PackageNotFoundError as e:
