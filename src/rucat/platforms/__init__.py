@@ -70,11 +70,7 @@ def open_platform(config: PlatformConfig, *, data_dir: Path) -> Platform:
 
         return LocalPlatform(config.Local, data_dir=data_dir)
     if config.Standalone is not None:
-        try:
-            from rucat.platforms.standalone import StandalonePlatform
-        except ImportError as e:
-            raise ConfigError("the Standalone platform is not available in this build") from e
-        return StandalonePlatform(config.Standalone, data_dir=data_dir)
+        raise ConfigError("platform.Standalone is not implemented yet: use Local or Kubernetes")
     if config.Kubernetes is not None:
         try:
             from rucat.platforms.kubernetes import KubernetesPlatform
