@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -100,7 +100,12 @@ class Monitor:
         """Reconcile until cancelled. Raises ConfigError if the platform cannot work."""
         await self._platform.check()
         log.info("monitor %s started on platform %s", self.owner, self._platform.name)
-        watcher = asyncio.create_task(self._watch_platform(), name="rucat-platform-changes")
+        watchers = [
+            asyncio.create_task(
+                self._follow(self._platform.changes), name="rucat-platform-changes"
+            ),
+            asyncio.create_task(self._follow(self._store.changes), name="rucat-store-changes"),
+        ]
         try:
             await self._resync_all()
             while True:
@@ -109,8 +114,7 @@ class Monitor:
                     await asyncio.wait_for(self._wakeup.wait(), self._timing.check_interval)
                 self._wakeup.clear()
         finally:
-            watcher.cancel()
-            tasks = [watcher, *self._in_flight.values()]
+            tasks = [*watchers, *self._in_flight.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -148,15 +152,16 @@ class Monitor:
             if engine.platform == self._platform.name:
                 self._schedule(engine)
 
-    async def _watch_platform(self) -> None:
+    async def _follow(self, changes: Callable[[], AsyncIterator[EngineId]]) -> None:
+        """Wake for every id a change stream yields; restart it if it fails."""
         while True:
             try:
-                async for engine_id in self._platform.changes():
+                async for engine_id in changes():
                     self.wake(engine_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("platform change stream failed; restarting it")
+                log.exception("change stream failed; restarting it")
             await asyncio.sleep(self._timing.check_interval)
 
     def _schedule(self, engine: Engine) -> None:

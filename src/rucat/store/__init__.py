@@ -9,7 +9,7 @@ implementation.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 from typing import Protocol
 
@@ -68,6 +68,12 @@ class EngineStore(Protocol):
 
     async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
         """Set last_activity_time (not a state change: no revision bump, no event)."""
+        ...
+
+    def changes(self) -> AsyncIterator[EngineId]:
+        """Ids of engines that now wait for a monitor (added, or moved into a waiting
+        state such as a user's STOP). A wake-up hint only: ids may come late, twice
+        or never, so a monitor still polls `due()`."""
         ...
 
     async def ping(self) -> None:

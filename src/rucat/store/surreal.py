@@ -30,7 +30,7 @@ Same contract as the SQL store (one suite runs on both). How it holds here:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +45,8 @@ from rucat.domain.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from rucat.domain.state import STABLE_STATES, EngineState
+from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
+from rucat.store.sql_notify import ChangeFeed
 from rucat.store.surreal_conn import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_QUERY_TIMEOUT,
@@ -300,6 +301,12 @@ class SurrealEngineStore:
 
     def __init__(self, connection: SurrealConnection) -> None:
         self._db = connection
+        # In-process only: monitors in other processes see writes at their next check.
+        self._feed = ChangeFeed(listen=None, description="SurrealDB")
+
+    def changes(self) -> AsyncIterator[EngineId]:
+        """Ids of engines this store just made wait for a monitor (a hint only)."""
+        return self._feed.subscribe()
 
     @classmethod
     async def open(
@@ -342,6 +349,7 @@ class SurrealEngineStore:
                 raise
             current = await self._find(engine.id)
             raise StoreConflict(f"engine {engine.id} already exists", current=current) from e
+        self._feed.publish(engine.id)
         # The row as stored: UTC timestamps, NUL replaced.
         return _engine(_rows(row)[0])
 
@@ -419,6 +427,8 @@ class SurrealEngineStore:
         )
         rows = _rows(after)
         if rows:
+            if with_event and new.state in LEASE_FALLBACK.values():
+                self._feed.publish(current.id)
             return _engine(rows[0])
         raise await self._conflict(current, "update")
 
@@ -475,4 +485,5 @@ class SurrealEngineStore:
             raise StoreUnavailable(f"SurrealDB answered {answer!r} to RETURN 1")
 
     async def close(self) -> None:
+        await self._feed.close()
         await self._db.close()
