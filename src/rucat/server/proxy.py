@@ -197,6 +197,8 @@ class Proxy:
         self._sweeper: asyncio.Task[None] | None = None
         self.port = 0
         self.tls = False
+        #: RPCs forwarded to an engine since start (refusals not counted).
+        self.rpcs_forwarded = 0
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -366,6 +368,7 @@ class Proxy:
             raise AssertionError("unreachable: abort raises") from None
 
         self._note_activity(engine_id)
+        self.rpcs_forwarded += 1
         route.in_flight += 1
         route.last_used = time.monotonic()
         remaining = context.time_remaining()
