@@ -20,7 +20,14 @@ import pytest
 
 from rucat.engines.spark import bundled_spark_version
 from tests.support import free_port, require_java
-from tests.support.processes import engine_jvms, rucat, rucat_up, wait_state, write_config
+from tests.support.processes import (
+    engine_jvms,
+    kill_engines_under,
+    rucat,
+    rucat_up,
+    wait_state,
+    write_config,
+)
 
 pytestmark = [pytest.mark.java, pytest.mark.timeout(420)]
 
@@ -144,8 +151,11 @@ def split(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path, dict[str, Any]]]
     ) as server:
         url = f"http://127.0.0.1:{port}"
         server.wait_http(url)
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client, cfg, config
+        try:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                yield client, cfg, config
+        finally:
+            kill_engines_under(tmp_path / "data")
 
 
 def _stop_all(client: httpx.Client, ids: list[str]) -> None:

@@ -84,6 +84,24 @@ def rucat(
         process.kill(signal.SIGTERM)
 
 
+def kill_engines_under(folder: Path) -> None:
+    """Kill the process groups of every engine whose command line names `folder`.
+
+    Local engines outlive Rucat by design; a test that fails half way must not
+    leave its JVMs running for the rest of the suite.
+    """
+    marker = str(folder).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if marker in cmdline:
+                os.killpg(os.getpgid(int(entry)), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 @contextmanager
 def rucat_up(tmp: Path, config: dict[str, Any]) -> Iterator[tuple[RucatProcess, str, int]]:
     """`rucat up` with `config`; yields (process, base URL, proxy port)."""
@@ -101,8 +119,12 @@ def rucat_up(tmp: Path, config: dict[str, Any]) -> Iterator[tuple[RucatProcess, 
         name="up",
     ) as process:
         url = f"http://127.0.0.1:{port}"
-        process.wait_http(url)
-        yield process, url, connect_port
+        try:
+            process.wait_http(url)
+            yield process, url, connect_port
+        finally:
+            process.kill(signal.SIGTERM)
+            kill_engines_under(tmp / "data")
 
 
 def engine_jvms(engine_id: str) -> list[int]:
