@@ -14,8 +14,8 @@ proxied so both see the same machine load:
 
     uv run python bench/proxy.py [--queries 200] [--mb 200] [--transfers 3]
 
-The proxy process is this script with --serve: it opens the SQLite store the
-parent wrote, starts the proxy on a free port and answers `stats` on stdin
+The proxy process is tests.support.proxy: it opens the SQLite store this
+script wrote, starts the proxy on a free port and answers `stats` on stdin
 with its forwarded-RPC count and process CPU time.
 """
 
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,80 +31,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.support (the bare Spark Connect server helper)
+from rucat.config import DatabaseConfig, SqliteConfig
+from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
+from rucat.domain.state import EngineState
+from rucat.store import open_store
 
-from rucat.config import (  # noqa: E402
-    AuthProviderConfig,
-    DatabaseConfig,
-    RucatConfig,
-    SqliteConfig,
-    StaticAuthConfig,
-)
-from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine  # noqa: E402
-from rucat.domain.state import EngineState  # noqa: E402
-from rucat.server.proxy import start_proxy  # noqa: E402
-from rucat.store import open_store  # noqa: E402
+#: The repository, for tests.support (bare Spark Connect server, proxy process).
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIENT_TOKEN = "bench-client-token"
 MB = 1024 * 1024
 ROW_BYTES = 32  # four 8-byte columns
-
-
-# --- the proxy process ----------------------------------------------------------
-
-
-async def serve(db: str) -> None:
-    store = await open_store(DatabaseConfig(Sqlite=SqliteConfig(path=db)))
-    auth = AuthProviderConfig(StaticAuthProviderConfig=StaticAuthConfig(bearer_token=CLIENT_TOKEN))
-    proxy = await start_proxy(RucatConfig(connect_port=0, auth_provider=auth), store=store)
-    print(f"port {proxy.port}", flush=True)
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line or line.strip() == "quit":
-                break
-            if line.strip() == "stats":
-                print(f"stats {proxy.rpcs_forwarded} {time.process_time()}", flush=True)
-    finally:
-        await proxy.close()
-        await store.close()
-
-
-class ProxyProcess:
-    def __init__(self, db: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(db)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"the proxy process did not start: {line!r}")
-        self.port = int(line.split()[1])
-
-    def stats(self) -> tuple[int, float]:
-        """(RPCs forwarded so far, CPU seconds of the proxy process so far)."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write("stats\n")
-        self.process.stdin.flush()
-        _, rpcs, cpu = self.process.stdout.readline().split()
-        return int(rpcs), float(cpu)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            with contextlib.suppress(BrokenPipeError):
-                self.process.stdin.write("quit\n")
-                self.process.stdin.flush()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 # --- measurements ---------------------------------------------------------------------
@@ -135,17 +70,16 @@ def transfer(spark: object, rows: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--queries", type=int, default=200, help="select 1 runs per side")
     parser.add_argument("--mb", type=int, default=200, help="size of each toArrow() (MB)")
     parser.add_argument("--transfers", type=int, default=3, help="toArrow() runs per side")
     args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve(args.serve))
-        return
 
     from pyspark.sql import SparkSession
+
+    sys.path.insert(0, str(ROOT))
     from tests.support import free_port
+    from tests.support.proxy import ProxyProcess, proxy_env
     from tests.support.spark import start_spark_connect
 
     workdir = Path(tempfile.mkdtemp(prefix="rucat-bench-proxy-"))
@@ -173,7 +107,7 @@ def main() -> None:
             return engine.id
 
         engine_id = asyncio.run(record())
-        proxy = ProxyProcess(db)
+        proxy = ProxyProcess(proxy_env(sqlite_path=db, bearer_token=CLIENT_TOKEN))
         direct = SparkSession.builder.remote(
             f"sc://localhost:{engine_server.port}/;token={engine_server.token}"
         ).create()

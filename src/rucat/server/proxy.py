@@ -74,6 +74,9 @@ _UPSTREAM_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.enable_retries", 0),
 ]
 
+#: Spark Connect has about a dozen methods; anything beyond is not worth caching.
+_MAX_CACHED_METHODS = 32
+
 #: Client metadata not forwarded upstream: credentials (replaced by the
 #: engine's), routing, and headers gRPC sets itself on each hop.
 _DROPPED_KEYS = frozenset({"authorization", ENGINE_ID_KEY, "user-agent", "te", "content-type"})
@@ -168,6 +171,17 @@ class _Route:
     last_used: float
     in_flight: int = 0
     upstream_metadata: tuple[tuple[str, str], ...] = field(default=())
+    #: Raw-bytes multi-callables of this channel, by method path.
+    methods: dict[str, Any] = field(default_factory=dict)
+
+    def method(self, path: str) -> Any:
+        found = self.methods.get(path)
+        if found is None:
+            # No (de)serializers: requests and responses stay bytes.
+            found = self.channel.stream_stream(path)
+            if len(self.methods) < _MAX_CACHED_METHODS:  # paths come from clients
+                self.methods[path] = found
+        return found
 
 
 class Proxy:
@@ -364,6 +378,8 @@ class Proxy:
                 raise _Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id!r} not found")
             route = await self._route(engine_id)
         except _Refused as refusal:
+            # The details never hold a token: they name the engine id and state only.
+            log.debug("refused %s for engine %r: %s", method, engine_id, refusal.code.name)
             await context.abort(refusal.code, refusal.details)
             raise AssertionError("unreachable: abort raises") from None
 
@@ -372,7 +388,7 @@ class Proxy:
         route.in_flight += 1
         route.last_used = time.monotonic()
         remaining = context.time_remaining()
-        call = route.channel.stream_stream(method)(
+        call = route.method(method)(
             requests,
             metadata=(*_forwardable(metadata), *route.upstream_metadata),
             timeout=remaining,
