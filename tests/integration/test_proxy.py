@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -527,6 +529,24 @@ def test_tls_mode_serves_pyspark_with_a_self_signed_certificate(world: World) ->
         spark = world.keep(ConnectSession.builder.channelBuilder(bad).create())
         status, _, _ = _refusal(lambda: spark.sql("select 1").collect())
         assert status == "UNAUTHENTICATED"
+        # Stock pyspark, as the README shows it: gRPC trusts the file named by
+        # GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (read once per process, hence a new one).
+        script = (
+            "import sys\n"
+            "from pyspark.sql import SparkSession\n"
+            "spark = SparkSession.builder.remote(sys.argv[1]).create()\n"
+            "print(spark.sql(\"select 'stock pyspark over tls'\").collect()[0][0])\n"
+            "spark.stop()\n"
+        )
+        stock = subprocess.run(
+            [sys.executable, "-c", script, url],
+            env={**os.environ, "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(cert)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert stock.returncode == 0, stock.stderr[-3000:]
+        assert stock.stdout.strip() == "stock pyspark over tls"
     finally:
         world.stop_sessions()
         proxy.close()

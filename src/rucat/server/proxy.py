@@ -2,12 +2,17 @@
 
 Clients connect to ``sc://<server>:<connect_port>/;x-rucat-engine-id=<id>``
 and the proxy forwards each RPC, as raw bytes, to that engine's own Spark
-Connect endpoint. It knows nothing of Spark Connect's protobufs: every method
-is handled as a bidirectional stream (unary, server-streaming and
-client-streaming calls are special cases of one on the wire), and initial
-metadata, trailing metadata (including ``grpc-status-details-bin``, which
-carries an AnalysisException's error class), status code and details pass
-through unchanged.
+Connect endpoint. It never parses a message: requests and responses stay
+bytes, so there is no size limit and no protobuf cost. Initial metadata,
+trailing metadata (including ``grpc-status-details-bin``, which carries an
+AnalysisException's error class), status code and details pass through
+unchanged.
+
+Any method is forwarded. On the wire a unary or one-sided streaming call is a
+bidirectional stream with one message on a side, so a bidi pass-through
+carries every method; for Spark Connect's known methods (`METHOD_SHAPES`) the
+proxy uses gRPC's cheaper unary handlers instead, which halves its per-RPC
+CPU. The security decisions live in server/proxy_auth.py.
 
 Invariants:
 
@@ -30,11 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
-import hmac
 import logging
 import time
-from base64 import b64encode
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,14 +52,40 @@ from rucat.config import RucatConfig
 from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
 from rucat.domain.state import ERROR_STATES, EngineState
+from rucat.server.proxy_auth import ENGINE_ID_KEY, ProxyCredentials, Refused, forwardable
 from rucat.store import EngineStore
 
-__all__ = ["ENGINE_ID_KEY", "Proxy", "start_proxy"]
+__all__ = ["ENGINE_ID_KEY", "METHOD_SHAPES", "Proxy", "Shape", "start_proxy"]
 
 log = logging.getLogger(__name__)
 
-#: The metadata key naming the engine; pyspark sends it from `;x-rucat-engine-id=<id>`.
-ENGINE_ID_KEY = "x-rucat-engine-id"
+
+class Shape(enum.Enum):
+    """How many messages each side of a method sends: one (unary) or a stream."""
+
+    UNARY_UNARY = "unary_unary"
+    UNARY_STREAM = "unary_stream"
+    STREAM_UNARY = "stream_unary"
+    STREAM_STREAM = "stream_stream"
+
+
+_SERVICE = "/spark.connect.SparkConnectService/"
+
+#: Spark Connect's methods (Spark 3.4 to 4.0) and their shapes, as in its
+#: base.proto; tests check this against the installed pyspark. A method not
+#: listed (a newer Spark's) is forwarded as a bidi stream, which fits any shape.
+METHOD_SHAPES: dict[str, Shape] = {
+    _SERVICE + "ExecutePlan": Shape.UNARY_STREAM,
+    _SERVICE + "AnalyzePlan": Shape.UNARY_UNARY,
+    _SERVICE + "Config": Shape.UNARY_UNARY,
+    _SERVICE + "AddArtifacts": Shape.STREAM_UNARY,
+    _SERVICE + "ArtifactStatus": Shape.UNARY_UNARY,
+    _SERVICE + "Interrupt": Shape.UNARY_UNARY,
+    _SERVICE + "ReattachExecute": Shape.UNARY_STREAM,
+    _SERVICE + "ReleaseExecute": Shape.UNARY_UNARY,
+    _SERVICE + "ReleaseSession": Shape.UNARY_UNARY,
+    _SERVICE + "FetchErrorDetails": Shape.UNARY_UNARY,
+}
 
 #: No message size limit in either direction, on the client and the engine side.
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -77,25 +107,6 @@ _UPSTREAM_OPTIONS: list[tuple[str, Any]] = [
 #: Spark Connect has about a dozen methods; anything beyond is not worth caching.
 _MAX_CACHED_METHODS = 32
 
-#: Client metadata not forwarded upstream: credentials (replaced by the
-#: engine's), routing, and headers gRPC sets itself on each hop.
-_DROPPED_KEYS = frozenset({"authorization", ENGINE_ID_KEY, "user-agent", "te", "content-type"})
-
-#: The one `grpc-` key an application sets: the rich error status (google.rpc.Status),
-#: from which pyspark rebuilds AnalysisException and friends.
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-def _forwardable(metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, Any]]:
-    if not metadata:
-        return []
-    return [
-        (key, value)
-        for key, value in metadata
-        if key not in _DROPPED_KEYS
-        and (key == _STATUS_DETAILS_KEY or not key.startswith((":", "grpc-")))
-    ]
-
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -105,59 +116,6 @@ def _target(endpoint: str) -> str:
     """`sc://host:port[/...]` -> `host:port` (what a gRPC channel dials)."""
     rest = endpoint.removeprefix("sc://")
     return rest.split("/", 1)[0]
-
-
-class _Refused(Exception):
-    """An RPC the proxy answers itself, with a status pyspark does not retry."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
-class _Credentials:
-    """What clients must present on the gRPC path: the REST API's static credentials.
-
-    pyspark can send only a bearer token (`token=` in the connection string).
-    HTTP Basic is accepted too for other clients. Comparisons are constant-time.
-    """
-
-    def __init__(self, config: RucatConfig) -> None:
-        self._accepted: list[bytes] = []
-        static = config.auth_provider.StaticAuthProviderConfig if config.auth_provider else None
-        if static is None:
-            return
-        if static.bearer_token is not None:
-            self._accepted.append(f"Bearer {static.bearer_token.get_secret_value()}".encode())
-        if static.username is not None and static.password is not None:
-            pair = f"{static.username}:{static.password.get_secret_value()}".encode()
-            self._accepted.append(b"Basic " + b64encode(pair))
-        if static.bearer_token is None:
-            log.warning(
-                "auth has no bearer_token: pyspark clients cannot authenticate to the "
-                "Spark Connect proxy (they can send only a bearer token)"
-            )
-
-    @property
-    def required(self) -> bool:
-        return bool(self._accepted)
-
-    def check(self, presented: str | None) -> None:
-        if not self._accepted:
-            return
-        if presented is None:
-            raise _Refused(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing credentials: add ;token=<token> to the sc:// connection string",
-            )
-        given = presented.encode()
-        # Compare against every accepted value so timing says nothing about which matched.
-        ok = False
-        for accepted in self._accepted:
-            ok |= hmac.compare_digest(given, accepted)
-        if not ok:
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "wrong credentials")
 
 
 @dataclass
@@ -174,11 +132,11 @@ class _Route:
     #: Raw-bytes multi-callables of this channel, by method path.
     methods: dict[str, Any] = field(default_factory=dict)
 
-    def method(self, path: str) -> Any:
+    def method(self, path: str, shape: Shape) -> Any:
         found = self.methods.get(path)
         if found is None:
             # No (de)serializers: requests and responses stay bytes.
-            found = self.channel.stream_stream(path)
+            found = getattr(self.channel, shape.value)(path)
             if len(self.methods) < _MAX_CACHED_METHODS:  # paths come from clients
                 self.methods[path] = found
         return found
@@ -191,7 +149,7 @@ class Proxy:
         self,
         *,
         store: EngineStore,
-        credentials: _Credentials,
+        credentials: ProxyCredentials,
         clock: Callable[[], datetime],
         route_ttl_secs: float,
         activity_interval_secs: float,
@@ -271,9 +229,9 @@ class Proxy:
             engine = await self._store.get(engine_id=engine_id)
         except EngineNotFound:
             self._evict(engine_id)
-            raise _Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id} not found") from None
+            raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id} not found") from None
         except StoreUnavailable as e:
-            raise _Refused(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {e.message}") from e
+            raise Refused(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {e.message}") from e
         target, token = self._check_running(engine)
         # No await from here on: the check and the cache update are atomic.
         route = self._routes.get(engine_id)
@@ -299,17 +257,18 @@ class Proxy:
         if engine.state is not EngineState.Running:
             self._evict(engine.id)
             why = f": {engine.message}" if engine.state in ERROR_STATES and engine.message else ""
-            raise _Refused(
+            raise Refused(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"engine {engine.id} is {engine.state.value}, not Running{why}",
             )
         if not engine.endpoint:
-            raise _Refused(
+            raise Refused(
                 grpc.StatusCode.FAILED_PRECONDITION, f"engine {engine.id} has no endpoint yet"
             )
         return _target(engine.endpoint), engine.connect_token
 
     def _evict(self, engine_id: EngineId) -> None:
+        self._activity_sent.pop(engine_id, None)
         route = self._routes.pop(engine_id, None)
         if route is not None:
             # Calls still on it finish or fail on their own; the engine moved or stopped.
@@ -354,10 +313,14 @@ class Proxy:
 
     # --- one RPC --------------------------------------------------------------
 
-    async def forward(
-        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
-        """Forward one RPC to its engine, yielding the engine's responses."""
+    async def _admit(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[EngineId, _Route, tuple[tuple[str, Any], ...]]:
+        """Check the caller and find its engine, or end the RPC with a refusal.
+
+        Returns the engine id, its route (counted in flight until `_release`)
+        and the metadata to send upstream.
+        """
         metadata = context.invocation_metadata() or ()
         engine_id: str | None = None
         presented: str | None = None
@@ -369,70 +332,124 @@ class Proxy:
         try:
             self._credentials.check(presented)
             if not engine_id:
-                raise _Refused(
+                raise Refused(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"no engine id: add ;{ENGINE_ID_KEY}=<engine id> to the sc:// connection "
                     "string",
                 )
             if not is_engine_id(engine_id):
-                raise _Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id!r} not found")
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id!r} not found")
             route = await self._route(engine_id)
-        except _Refused as refusal:
-            # The details never hold a token: they name the engine id and state only.
+        except Refused as refusal:
             log.debug("refused %s for engine %r: %s", method, engine_id, refusal.code.name)
             await context.abort(refusal.code, refusal.details)
             raise AssertionError("unreachable: abort raises") from None
-
         self._note_activity(engine_id)
         self.rpcs_forwarded += 1
         route.in_flight += 1
         route.last_used = time.monotonic()
-        remaining = context.time_remaining()
-        call = route.method(method)(
-            requests,
-            metadata=(*_forwardable(metadata), *route.upstream_metadata),
-            timeout=remaining,
+        return engine_id, route, (*forwardable(metadata), *route.upstream_metadata)
+
+    def _release(self, engine_id: EngineId, route: _Route, call: Any) -> None:
+        # Reached on success, on upstream failure, and when the client cancels
+        # (then the upstream call is cancelled too; otherwise this is a no-op).
+        call.cancel()
+        route.in_flight -= 1
+        route.last_used = time.monotonic()
+        self._note_activity(engine_id)
+
+    async def _abort_as_upstream(
+        self, context: grpc.aio.ServicerContext, route: _Route, error: grpc.aio.AioRpcError
+    ) -> None:
+        """End the client's RPC exactly as the engine ended ours."""
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            # The engine may have moved or died: look it up again next time.
+            route.checked_at = float("-inf")
+        await context.abort(
+            error.code(),
+            error.details() or "",
+            trailing_metadata=tuple(forwardable(error.trailing_metadata())),
         )
-        try:
-            initial = await call.initial_metadata()
-            forwarded_initial = _forwardable(initial)
-            if forwarded_initial:
-                await context.send_initial_metadata(forwarded_initial)
-            async for response in call:
-                yield response
-            self._finish(context, call_trailing=await call.trailing_metadata())
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.UNAVAILABLE:
-                # The engine may have moved or died: look it up again next time.
-                route.checked_at = float("-inf")
-            self._finish(
-                context, call_trailing=e.trailing_metadata(), code=e.code(), details=e.details()
-            )
-        finally:
-            # Reached on success, on upstream failure, and when the client cancels.
-            route.in_flight -= 1
-            route.last_used = time.monotonic()
-            call.cancel()
-            self._note_activity(engine_id)
 
     @staticmethod
-    def _finish(
-        context: grpc.aio.ServicerContext,
-        *,
-        call_trailing: Sequence[tuple[str, str | bytes]] | None,
-        code: grpc.StatusCode | None = None,
-        details: str | None = None,
+    async def _pass_initial(context: grpc.aio.ServicerContext, call: Any) -> None:
+        initial = forwardable(await call.initial_metadata())
+        if initial:
+            await context.send_initial_metadata(initial)
+
+    @staticmethod
+    def _pass_trailing(
+        context: grpc.aio.ServicerContext, trailing: Sequence[tuple[str, str | bytes]] | None
     ) -> None:
-        trailing = _forwardable(call_trailing)
-        if trailing:
-            context.set_trailing_metadata(trailing)
-        if code is not None and code != grpc.StatusCode.OK:
-            context.set_code(code)
-            context.set_details(details or "")
+        forwarded = forwardable(trailing)
+        if forwarded:
+            context.set_trailing_metadata(forwarded)
+
+    async def _unary_response(
+        self, method: str, shape: Shape, request: Any, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        engine_id, route, metadata = await self._admit(method, context)
+        call = route.method(method, shape)(
+            request, metadata=metadata, timeout=context.time_remaining()
+        )
+        try:
+            response: bytes = await call
+            await self._pass_initial(context, call)
+            self._pass_trailing(context, await call.trailing_metadata())
+            return response
+        except grpc.aio.AioRpcError as e:
+            await self._abort_as_upstream(context, route, e)
+            raise AssertionError("unreachable: abort raises") from e
+        finally:
+            self._release(engine_id, route, call)
+
+    async def _streamed_response(
+        self, method: str, shape: Shape, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        engine_id, route, metadata = await self._admit(method, context)
+        call = route.method(method, shape)(
+            request, metadata=metadata, timeout=context.time_remaining()
+        )
+        try:
+            await self._pass_initial(context, call)
+            async for response in call:
+                yield response
+            self._pass_trailing(context, await call.trailing_metadata())
+        except grpc.aio.AioRpcError as e:
+            await self._abort_as_upstream(context, route, e)
+        finally:
+            self._release(engine_id, route, call)
+
+    # The four handler shapes. gRPC tells async generator handlers apart by
+    # inspection, so these are bound with functools.partial, never wrapped.
+
+    async def unary_unary(
+        self, method: str, request: bytes, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        return await self._unary_response(method, Shape.UNARY_UNARY, request, context)
+
+    async def stream_unary(
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> bytes:
+        return await self._unary_response(method, Shape.STREAM_UNARY, requests, context)
+
+    async def unary_stream(
+        self, method: str, request: bytes, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        async for response in self._streamed_response(method, Shape.UNARY_STREAM, request, context):
+            yield response
+
+    async def stream_stream(
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        async for response in self._streamed_response(
+            method, Shape.STREAM_STREAM, requests, context
+        ):
+            yield response
 
 
 class _Handler:
-    """Every method, whatever its name, is a raw-bytes bidi stream to the engine.
+    """Any method, whatever its name, goes to the engine with its bytes untouched.
 
     A grpc.GenericRpcHandler by shape (gRPC checks for `service`).
     """
@@ -444,11 +461,11 @@ class _Handler:
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
-        # gRPC tells async generator handlers apart by inspection, so bind with
-        # partial (which inspect sees through) rather than wrap in a function.
-        behavior = functools.partial(self._proxy.forward, method)
+        shape = METHOD_SHAPES.get(method, Shape.STREAM_STREAM)
+        behavior = functools.partial(getattr(self._proxy, shape.value), method)
+        make_handler = getattr(grpc, f"{shape.value}_rpc_method_handler")
         # No (de)serializers: messages stay bytes end to end.
-        return grpc.stream_stream_rpc_method_handler(behavior)
+        return make_handler(behavior)
 
 
 def _read_tls(config: RucatConfig) -> tuple[bytes, bytes] | None:
@@ -484,7 +501,7 @@ async def start_proxy(
     tls = _read_tls(config)
     proxy = Proxy(
         store=store,
-        credentials=_Credentials(config),
+        credentials=ProxyCredentials(config),
         clock=clock,
         route_ttl_secs=route_ttl_secs,
         activity_interval_secs=activity_interval_secs,
