@@ -41,6 +41,7 @@ from rucat.platforms.local import LocalPlatform
 from rucat.store import EngineStore, open_store
 from tests.support import require_java
 from tests.support.proxy import ProxyProcess, proxy_env
+from tests.support.spark import EngineReaper
 
 pytestmark = [pytest.mark.java, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -158,6 +159,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     loop = Loop()
     store = loop.run(open_store(DatabaseConfig(Sqlite=SqliteConfig(path=str(tmp / "rucat.db")))))
     platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp / "data")
+    reaper = EngineReaper(tmp / "data")
     started: list[Engine] = []
     proxy: ProxyProcess | None = None
     try:
@@ -183,6 +185,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         loop.run(platform.close())
         loop.run(store.close())
         loop.close()
+        reaper.reap()
 
 
 @pytest.fixture(autouse=True)

@@ -137,3 +137,36 @@ def start_spark_connect(
             )
         time.sleep(0.2)
     return server
+
+
+_REAPER = """
+import os, sys
+from pathlib import Path
+sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+from tests.support.processes import kill_engines_under
+kill_engines_under(Path(os.environ["RUCAT_REAP_UNDER"]))
+"""
+
+
+class EngineReaper:
+    """Kills every engine under `folder` once this process is done with them, or dies.
+
+    Local engines outlive their starter by design. A test process killed by a
+    timeout runs no teardown, so a child waits on a pipe from us and kills
+    the engines' process groups when the pipe closes, whatever closed it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        root = Path(__file__).resolve().parents[2]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _REAPER],
+            stdin=subprocess.PIPE,
+            cwd=root,
+            env={**os.environ, "RUCAT_REAP_UNDER": str(folder)},
+            start_new_session=True,  # a signal to our group does not stop it early
+        )
+
+    def reap(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
