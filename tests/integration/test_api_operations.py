@@ -190,7 +190,12 @@ async def test_transitions_written_by_the_server_are_logged(
 async def test_serve_reports_the_bound_port_and_stops_when_cancelled(store: EngineStore) -> None:
     urls: list[str] = []
     task = asyncio.create_task(
-        serve(RucatConfig(port=0), store=store, platform=None, on_started=urls.append)
+        serve(
+            RucatConfig(port=0, connect_port=None),
+            store=store,
+            platform=None,
+            on_started=urls.append,
+        )
     )
     for _ in range(500):
         if urls or task.done():
@@ -219,7 +224,9 @@ async def test_serve_on_a_port_in_use_fails_with_a_config_error(store: EngineSto
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=str(port)):
-            await asyncio.wait_for(serve(RucatConfig(port=port), store=store, platform=None), 30)
+            await asyncio.wait_for(
+                serve(RucatConfig(port=port, connect_port=None), store=store, platform=None), 30
+            )
 
 
 def test_json_log_lines_are_one_object_each() -> None:

@@ -122,7 +122,7 @@ def up(
         config = config.model_copy(update={"database": DatabaseConfig(Sqlite=sqlite)})
     configure_logging(config.log_format)
 
-    def started(url: str) -> None:
+    def started(url: str, connect_port: int | None) -> None:
         lines = [
             f"Rucat is up at {url} (data in {Path(config.data_dir).resolve()})",
             "Create a Spark engine:",
@@ -130,10 +130,8 @@ def up(
             '    -d \'{"name": "demo", "engine_type": "Spark", '
             f'"version": "{_default_version(config)}", "configs": {{}}}}\'',
         ]
-        if config.connect_port is not None:
-            lines.append(
-                f"Spark Connect: sc://localhost:{config.connect_port}/;x-rucat-engine-id=<id>"
-            )
+        if connect_port is not None:
+            lines.append(f"Spark Connect: sc://localhost:{connect_port}/;x-rucat-engine-id=<id>")
         typer.echo("\n".join(lines))
 
     run_service(run_up(config, on_started=started))

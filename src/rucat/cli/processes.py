@@ -55,8 +55,12 @@ async def run_monitor(config: RucatConfig) -> None:
     await _with_store_and_platform(config, body)
 
 
-async def run_up(config: RucatConfig, *, on_started: Callable[[str], None]) -> None:
-    """`rucat up`: the server and a monitor in one process, until cancelled."""
+async def run_up(config: RucatConfig, *, on_started: Callable[[str, int | None], None]) -> None:
+    """`rucat up`: the server and a monitor in one process, until cancelled.
+
+    `on_started` gets the REST URL and the proxy's bound port (None: no proxy).
+    """
+    proxy_port: list[int] = []
 
     async def body(store: EngineStore, platform: Platform) -> None:
         monitor = build_monitor(config, store=store, platform=platform)
@@ -64,7 +68,12 @@ async def run_up(config: RucatConfig, *, on_started: Callable[[str], None]) -> N
         await platform.check()
         server = asyncio.create_task(
             serve(
-                config, store=store, platform=platform, notify=monitor.wake, on_started=on_started
+                config,
+                store=store,
+                platform=platform,
+                notify=monitor.wake,
+                on_started=lambda url: on_started(url, proxy_port[0] if proxy_port else None),
+                on_proxy_started=proxy_port.append,
             ),
             name="rucat-server",
         )
