@@ -133,11 +133,6 @@ class Monitor:
         except RucatError as e:
             log.warning("monitor pass failed, retrying in %gs: %s", self._timing.check_interval, e)
 
-    async def drain(self) -> None:
-        """Wait for every engine being handled (for tests and shutdown)."""
-        while self._in_flight:
-            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
-
     async def _resync_all(self) -> None:
         """At start, look at every engine of this platform that is not at rest,
         so a restarted monitor adopts what is running without waiting."""
