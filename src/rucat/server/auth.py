@@ -12,8 +12,11 @@ import binascii
 import hmac
 from dataclasses import dataclass
 
+from fastapi import Request
+
 from rucat.config import AuthProviderConfig
 from rucat.domain.errors import Unauthenticated
+from rucat.domain.principal import ANONYMOUS_ADMIN, Principal
 
 #: Actor recorded on writes when the server is open (no auth configured).
 ANONYMOUS = "anonymous"
@@ -91,3 +94,9 @@ class Authenticator:
         if not (user_ok & password_ok):
             raise Unauthenticated("invalid credentials")
         return user.decode("utf-8", errors="replace")
+
+
+def principal_of(request: Request) -> Principal:
+    """FastAPI dependency: the principal the middleware authenticated for this request."""
+    principal = getattr(request.state, "principal", None)
+    return principal if isinstance(principal, Principal) else ANONYMOUS_ADMIN

@@ -24,6 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rucat.domain.errors import Unauthenticated
+from rucat.domain.principal import Principal
 from rucat.server.auth import Authenticator
 from rucat.server.errors import error_response
 from rucat.server.metrics import Metrics
@@ -120,7 +121,11 @@ class RequestMiddleware:
                 return
         else:
             actor = "anonymous"
-        scope.setdefault("state", {})["actor"] = actor
+        state = scope.setdefault("state", {})
+        state["actor"] = actor
+        # Until providers yield principals themselves, the static provider's one
+        # identity and the open mode are both the admin principal.
+        state["principal"] = Principal(name=actor, admin=True)
 
         try:
             body, disconnected = await self._read_body(scope, receive)
