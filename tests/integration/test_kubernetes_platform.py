@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -418,3 +419,49 @@ async def test_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     p = make_platform(tmp_path / "missing")
     with pytest.raises(ConfigError, match="cannot load the Kubernetes config"):
         await p.check()
+
+
+# --- an API server behind a proxy that adds a charset -----------------------------------
+
+CHARSET_JSON = "application/json; charset=utf-8"
+
+
+async def test_404_and_409_count_whatever_the_content_type(tmp_path: Path) -> None:
+    with FakeKube(namespaces=(NS,), json_content_type=CHARSET_JSON) as fake:
+        p = make_platform(fake.write_kubeconfig(tmp_path / "kc", namespace=NS))
+        try:
+            e = engine()
+            assert isinstance(await p.inspect(engine=e), Absent)  # 404 on the pod
+            assert await p.logs(engine=e) == ""
+            await p.stop(engine=e)  # 404s on everything: already gone
+            await p.start(engine=e)
+            await p.start(engine=e)  # 409s: adopted, not refused
+            assert names(fake, "pods") == [m.driver_pod_name(e.id)]
+            await p.stop(engine=e)
+            assert names(fake, "pods") == [] and names(fake, "secrets") == []
+        finally:
+            await p.close()
+
+
+async def test_check_names_a_missing_namespace_whatever_the_content_type(tmp_path: Path) -> None:
+    with FakeKube(namespaces=(NS,), json_content_type=CHARSET_JSON) as fake:
+        path = fake.write_kubeconfig(tmp_path / "kc", namespace=NS)
+        p = KubernetesPlatform(KubernetesPlatformConfig(namespace="nope", kubeconfig=str(path)))
+        try:
+            with pytest.raises(ConfigError, match="namespace 'nope' does not exist"):
+                await p.check()
+        finally:
+            await p.close()
+
+
+async def test_refusals_keep_the_api_servers_message_whatever_the_content_type(
+    tmp_path: Path,
+) -> None:
+    with FakeKube(namespaces=(NS,), json_content_type=CHARSET_JSON) as fake:
+        p = make_platform(fake.write_kubeconfig(tmp_path / "kc", namespace=NS))
+        try:
+            # A name the API server refuses (422) is rejected with its own words.
+            with pytest.raises(PlatformRejected, match=r"Invalid value.*HTTP 422"):
+                await p.start(engine=replace(engine(), id="Not_A_Dns_Name"))
+        finally:
+            await p.close()

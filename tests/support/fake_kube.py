@@ -93,8 +93,13 @@ class FakeKube:
         auto_kubelet: float | None = None,
         hold_pod_deletion: bool = False,
         history_limit: int = 100_000,
+        json_content_type: str = "application/json",
     ) -> None:
         self.token = token
+        #: The Content-Type of every JSON answer. kube-apiserver sends exactly
+        #: "application/json"; proxies may append a charset (lightkube then
+        #: raises a plain httpx error instead of ApiError).
+        self.json_content_type = json_content_type
         self.auto_kubelet = auto_kubelet
         #: When set, deleting a pod only marks it terminating; finish_pod_deletion() removes it.
         self.hold_pod_deletion = hold_pod_deletion
@@ -389,7 +394,26 @@ class FakeKube:
 
     # --- HTTP ---------------------------------------------------------------------
 
-    def app(self) -> Starlette:
+    def app(self) -> Any:
+        """The ASGI app: the routes, with JSON answers labelled `json_content_type`."""
+        inner = self._routes()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            async def relabel(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [
+                        (k, self.json_content_type.encode())
+                        if k.lower() == b"content-type" and v == b"application/json"
+                        else (k, v)
+                        for k, v in message.get("headers", [])
+                    ]
+                await send(message)
+
+            await inner(scope, receive, relabel)
+
+        return app
+
+    def _routes(self) -> Starlette:
         base = "/api/v1"
         routes = [
             Route("/version", self._version),

@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Pod
 
 from rucat.domain.engine import EngineId
 from rucat.domain.observation import Observation
+from rucat.platforms.k8s_errors import status_code
 from rucat.platforms.k8s_manifests import DRIVER_SELECTOR, ENGINE_ID_LABEL
 
 log = logging.getLogger("rucat.platforms.kubernetes")
@@ -44,15 +44,6 @@ _WATCH_WINDOW = 300.0
 def label_selector(labels: Mapping[str, str]) -> dict[str, Any]:
     """`labels` as lightkube's selector argument (key=value for each)."""
     return dict(labels)
-
-
-def status_code(error: BaseException) -> int | None:
-    """The HTTP status of a Kubernetes API failure, None for transport errors."""
-    if isinstance(error, ApiError) and error.status is not None and error.status.code:
-        return int(error.status.code)
-    if isinstance(error, httpx2.HTTPStatusError):
-        return int(error.response.status_code)
-    return None
 
 
 def _version(pod: Mapping[str, Any]) -> int | None:

@@ -30,8 +30,9 @@ from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Observation, Unknown
 from rucat.platforms import k8s_manifests as manifests
+from rucat.platforms.k8s_errors import as_api_error, status_code, status_message
 from rucat.platforms.k8s_status import observe_pod
-from rucat.platforms.k8s_watch import PodCache, label_selector, status_code
+from rucat.platforms.k8s_watch import PodCache, label_selector
 
 log = logging.getLogger("rucat.platforms.kubernetes")
 
@@ -112,7 +113,7 @@ class KubernetesPlatform:
 
     def _failure(self, action: str, e: Exception) -> PlatformError | PlatformRejected:
         code = status_code(e)
-        message = e.status.message if isinstance(e, ApiError) and e.status else str(e)
+        message = status_message(e)
         if code in _REJECTED:
             return PlatformRejected(f"Kubernetes refused to {action}: {message} (HTTP {code})")
         what = f"HTTP {code}" if code else type(e).__name__
@@ -124,7 +125,10 @@ class KubernetesPlatform:
         api = self._api()
         ns = self.config.namespace
         try:
-            await api.get(Namespace, ns)
+            try:
+                await api.get(Namespace, ns)
+            except httpx2.HTTPStatusError as e:
+                raise as_api_error(e) from e
         except ApiError as e:
             code = status_code(e)
             if code == 404:
@@ -142,9 +146,9 @@ class KubernetesPlatform:
             try:
                 async for _pod in api.list(Pod, namespace=ns, chunk_size=1):
                     break
-            except ApiError as inner:
+            except httpx2.HTTPStatusError as inner:
                 raise ConfigError(
-                    f"cannot list pods in namespace {ns!r}: {inner.status.message}; "
+                    f"cannot list pods in namespace {ns!r}: {status_message(inner)}; "
                     "grant the monitor's service account the Role from the Helm chart"
                 ) from inner
         except (httpx2.HTTPError, OSError) as e:
@@ -184,12 +188,10 @@ class KubernetesPlatform:
         try:
             obj: Any = res.from_dict(manifest)
             created = await self._api().create(obj)
-        except ApiError as e:
+        except httpx2.HTTPError as e:
             if status_code(e) == 409:
                 log.info("adopting existing %s %s", kind, name)
                 return None
-            raise self._failure(f"create {kind} {name}", e) from e
-        except httpx2.HTTPError as e:
             raise self._failure(f"create {kind} {name}", e) from e
         result: dict[str, Any] = created.to_dict()
         return result
@@ -198,11 +200,9 @@ class KubernetesPlatform:
         name = manifests.driver_pod_name(engine_id)
         try:
             pod = await self._api().get(Pod, name, namespace=self.config.namespace)
-        except ApiError as e:
+        except httpx2.HTTPError as e:
             if status_code(e) == 404:
                 return None
-            raise self._failure(f"read pod {name}", e) from e
-        except httpx2.HTTPError as e:
             raise self._failure(f"read pod {name}", e) from e
         result: dict[str, Any] = pod.to_dict()
         return result
@@ -237,7 +237,7 @@ class KubernetesPlatform:
                 )
                 if p.metadata is not None and p.metadata.name not in (None, pod_name)
             ]
-        except (ApiError, httpx2.HTTPError) as e:
+        except httpx2.HTTPError as e:
             raise self._failure(f"list the executors of engine {engine.id}", e) from e
         for name in executors:
             await self._delete(Pod, name)
@@ -247,11 +247,9 @@ class KubernetesPlatform:
     async def _delete(self, res: _Resource, name: str) -> None:
         try:
             await self._api().delete(res, name, namespace=self.config.namespace)
-        except ApiError as e:
+        except httpx2.HTTPError as e:
             if status_code(e) == 404:
                 return
-            raise self._failure(f"delete {res.__name__} {name}", e) from e
-        except httpx2.HTTPError as e:
             raise self._failure(f"delete {res.__name__} {name}", e) from e
 
     async def forget(self, *, engine: Engine) -> None:
@@ -283,16 +281,10 @@ class KubernetesPlatform:
                     tail_lines=tail,
                 )
             ]
-        except ApiError as e:
+        except httpx2.HTTPError as e:
             # 404: no pod; 400: its container has not started. Either way, no log.
             if status_code(e) in (400, 404):
                 return ""
-            raise self._failure(f"read the log of pod {name}", e) from e
-        except httpx2.HTTPStatusError as e:
-            if e.response.status_code in (400, 404):
-                return ""
-            raise self._failure(f"read the log of pod {name}", e) from e
-        except httpx2.HTTPError as e:
             raise self._failure(f"read the log of pod {name}", e) from e
         return "".join(lines)
 
