@@ -183,9 +183,9 @@ def test_events_show_each_transition(server: Server) -> None:
         (None, "WaitToStart"),
         ("WaitToStart", "Terminated"),
     ]
-    assert found[1]["actor"] == "bearer"
+    assert found[1]["actor"] == "admin"
     assert "Terminated" in table
-    assert "bearer" in table
+    assert "admin" in table
 
 
 def test_logs_of_an_engine_that_never_ran_are_empty(server: Server) -> None:

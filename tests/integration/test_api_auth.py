@@ -69,7 +69,7 @@ async def test_writes_record_the_authenticated_user_as_actor(start_api: StartApi
     async with start_api(BOTH, auth=httpx.BasicAuth("admin", "s3cret-pass")) as api:
         engine_id = await api.create()
         events = (await api.client.get(f"/engine/{engine_id}/events")).json()
-        assert events[0]["actor"] == "user:admin"
+        assert events[0]["actor"] == "admin"
 
 
 @pytest.mark.parametrize(

@@ -500,7 +500,7 @@ async def test_a_token_or_a_username_and_password_authenticate(start_api: StartA
         async with AsyncRucatClient(api.url, username="alice", password="s3cret") as with_basic:
             assert await with_basic.list() == [engine_id]
         events = await api.store.events(engine_id=engine_id)
-        assert events[0].actor == "bearer"
+        assert events[0].actor == "alice"
 
 
 async def test_from_env_reads_the_clis_variables(

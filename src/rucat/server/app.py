@@ -27,7 +27,7 @@ from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import validate_request
 from rucat.platforms import Platform
 from rucat.server.actions import apply_user_action
-from rucat.server.auth import Authenticator
+from rucat.server.auth import Authenticator, principal_of
 from rucat.server.errors import install_error_handlers
 from rucat.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from rucat.server.middleware import RequestMiddleware
@@ -72,8 +72,13 @@ def create_app(
     platform: Platform | None,
     clock: Callable[[], datetime] = _utc_now,
     notify: Callable[[str], None] | None = None,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
-    """The REST API over `store`. `notify(engine_id)` runs after every successful write."""
+    """The REST API over `store`. `notify(engine_id)` runs after every successful write.
+
+    `authenticator` checks callers (share the proxy's); default: one built from
+    config.auth_provider.
+    """
     app = FastAPI(
         title="Rucat",
         summary="A control plane for Spark Connect engines.",
@@ -81,7 +86,7 @@ def create_app(
         # A body without Content-Type is read as JSON (curl users forget -H).
         strict_content_type=False,
     )
-    authenticator = Authenticator(config.auth_provider)
+    authenticator = authenticator or Authenticator(config.auth_provider)
     metrics = Metrics()
     app.state.www_authenticate = authenticator.challenge
     install_error_handlers(app)
@@ -103,7 +108,7 @@ def create_app(
                 log.exception("notify(%s) failed", engine_id)
 
     def actor_of(request: Request) -> str:
-        return str(getattr(request.state, "actor", "anonymous"))
+        return principal_of(request).name
 
     async def load(engine_id: str) -> Engine:
         if not is_engine_id(engine_id):

@@ -3,7 +3,9 @@
 A plain ASGI middleware (not BaseHTTPMiddleware) so it costs little per
 request. In order, for each request:
 
-1. Authenticate (every path but the open ones); 401 with WWW-Authenticate.
+1. Authenticate (every path but the open ones) to a Principal, kept in
+   ``request.state.principal``; 401 with WWW-Authenticate, 503 when the
+   provider cannot decide now.
 2. Read the body into memory up to `max_body_bytes`, whatever the framing
    (Content-Length or chunked); one byte more answers 413 without reading on.
 3. Run the app with the buffered body.
@@ -23,10 +25,10 @@ from collections.abc import Callable
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rucat.domain.errors import Unauthenticated
-from rucat.domain.principal import Principal
+from rucat.domain.errors import RucatError, Unauthenticated
+from rucat.domain.principal import ANONYMOUS_ADMIN
 from rucat.server.auth import Authenticator
-from rucat.server.errors import error_response
+from rucat.server.errors import error_response, status_for
 from rucat.server.metrics import Metrics
 
 access_log = logging.getLogger("rucat.access")
@@ -110,22 +112,23 @@ class RequestMiddleware:
             log.exception("could not record %s %s", scope["method"], scope["path"])
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = ANONYMOUS_ADMIN
         if scope["path"] not in OPEN_PATHS:
             try:
-                actor = self.authenticator.authenticate(_header(scope, b"authorization"))
+                principal = await self.authenticator.authenticate(_header(scope, b"authorization"))
             except Unauthenticated as e:
                 response = error_response(
                     401, e.message, {"WWW-Authenticate": self.authenticator.challenge}
                 )
                 await response(scope, receive, send)
                 return
-        else:
-            actor = "anonymous"
+            except RucatError as e:  # the provider cannot decide now (identity provider down)
+                log.warning("cannot authenticate %s %s: %s", scope["method"], scope["path"], e)
+                await error_response(status_for(e), e.message)(scope, receive, send)
+                return
         state = scope.setdefault("state", {})
-        state["actor"] = actor
-        # Until providers yield principals themselves, the static provider's one
-        # identity and the open mode are both the admin principal.
-        state["principal"] = Principal(name=actor, admin=True)
+        state["principal"] = principal
+        state["actor"] = principal.name
 
         try:
             body, disconnected = await self._read_body(scope, receive)

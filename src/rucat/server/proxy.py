@@ -51,7 +51,9 @@ import grpc.aio
 from rucat.config import RucatConfig
 from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
+from rucat.domain.principal import Principal
 from rucat.domain.state import ERROR_STATES, EngineState
+from rucat.server.auth import Authenticator
 from rucat.server.proxy_auth import ENGINE_ID_KEY, ProxyCredentials, Refused, forwardable
 from rucat.store import EngineStore
 
@@ -220,7 +222,8 @@ class Proxy:
 
     # --- routing ------------------------------------------------------------
 
-    async def _route(self, engine_id: EngineId) -> _Route:
+    async def _route(self, engine_id: EngineId, principal: Principal) -> _Route:
+        """The route to `engine_id` on behalf of `principal` (who asks)."""
         now = time.monotonic()
         route = self._routes.get(engine_id)
         if route is not None and now - route.checked_at < self._route_ttl:
@@ -330,7 +333,7 @@ class Proxy:
             elif key == "authorization" and isinstance(value, str):
                 presented = value
         try:
-            self._credentials.check(presented)
+            principal = await self._credentials.principal(presented)
             if not engine_id:
                 raise Refused(
                     grpc.StatusCode.INVALID_ARGUMENT,
@@ -339,7 +342,7 @@ class Proxy:
                 )
             if not is_engine_id(engine_id):
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id!r} not found")
-            route = await self._route(engine_id)
+            route = await self._route(engine_id, principal)
         except Refused as refusal:
             log.debug("refused %s for engine %r: %s", method, engine_id, refusal.code.name)
             await context.abort(refusal.code, refusal.details)
@@ -480,6 +483,7 @@ async def start_proxy(
     config: RucatConfig,
     *,
     store: EngineStore,
+    authenticator: Authenticator | None = None,
     clock: Callable[[], datetime] = _utc_now,
     route_ttl_secs: float = 1.0,
     activity_interval_secs: float = 5.0,
@@ -487,6 +491,8 @@ async def start_proxy(
 ) -> Proxy:
     """Listen on config.host:config.connect_port (0: any free port) and forward.
 
+    `authenticator` checks callers (the REST API's, so both accept the same
+    credentials); default: one built from config.auth_provider.
     `route_ttl_secs` is how long an engine's Running state and endpoint are
     trusted before the store is asked again (0: every RPC asks).
     Raises ConfigError when connect_port is None, the TLS files cannot be
@@ -497,7 +503,7 @@ async def start_proxy(
     tls = _read_tls(config)
     proxy = Proxy(
         store=store,
-        credentials=ProxyCredentials(config),
+        credentials=ProxyCredentials(authenticator or Authenticator(config.auth_provider)),
         clock=clock,
         route_ttl_secs=route_ttl_secs,
         activity_interval_secs=activity_interval_secs,

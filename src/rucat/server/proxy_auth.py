@@ -1,23 +1,23 @@
 """Who may use the Spark Connect proxy, and what of a client's metadata goes on.
 
 Kept apart from the forwarding machinery (server/proxy.py) because these are
-the security decisions: which credentials are accepted (the REST API's static
-ones, compared in constant time), which refusals the proxy answers itself
+the security decisions: which credentials are accepted (exactly the REST API's,
+through its Authenticator), which refusals the proxy answers itself
 (with status codes pyspark does not retry), and which metadata keys never
 reach an engine (the client's credentials above all).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from base64 import b64encode
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
-from rucat.config import RucatConfig
+from rucat.domain.errors import RetryableError, Unauthenticated
+from rucat.domain.principal import Principal
+from rucat.server.auth import Authenticator
 
 log = logging.getLogger("rucat.server.proxy")
 
@@ -58,45 +58,40 @@ class Refused(Exception):
 
 
 class ProxyCredentials:
-    """What clients must present on the gRPC path: the REST API's static credentials.
+    """What clients must present on the gRPC path: whatever the REST API accepts.
 
-    pyspark can send only a bearer token (`token=` in the connection string).
-    HTTP Basic is accepted too, for other clients. No auth configured: open.
+    Delegates to the server's one Authenticator, so the same credentials work
+    on both paths. pyspark can send only a bearer token (`token=` in the
+    connection string); HTTP Basic is accepted too, for other clients. No auth
+    configured: every caller is the anonymous admin.
     """
 
-    def __init__(self, config: RucatConfig) -> None:
-        self._accepted: list[bytes] = []
-        static = config.auth_provider.StaticAuthProviderConfig if config.auth_provider else None
-        if static is None:
-            return
-        if static.bearer_token is not None:
-            self._accepted.append(f"Bearer {static.bearer_token.get_secret_value()}".encode())
-        if static.username is not None and static.password is not None:
-            pair = f"{static.username}:{static.password.get_secret_value()}".encode()
-            self._accepted.append(b"Basic " + b64encode(pair))
-        if static.bearer_token is None:
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+        if authenticator.enabled and "bearer" not in authenticator.schemes:
             log.warning(
-                "auth has no bearer_token: pyspark clients cannot authenticate to the "
+                "auth takes no bearer token: pyspark clients cannot authenticate to the "
                 "Spark Connect proxy (they can send only a bearer token)"
             )
 
     @property
     def required(self) -> bool:
-        return bool(self._accepted)
+        return self._authenticator.enabled
 
-    def check(self, presented: str | None) -> None:
-        """Raise Refused(UNAUTHENTICATED) unless the authorization value is accepted."""
-        if not self._accepted:
-            return
-        if presented is None:
+    async def principal(self, presented: str | None) -> Principal:
+        """The caller for an `authorization` metadata value.
+
+        Raises Refused(UNAUTHENTICATED) for missing or wrong credentials, and
+        Refused(UNAVAILABLE) when they cannot be checked now (worth retrying).
+        """
+        if presented is None and self._authenticator.enabled:
             raise Refused(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "missing credentials: add ;token=<token> to the sc:// connection string",
             )
-        given = presented.encode()
-        # Compare with every accepted value, so timing says nothing about which matched.
-        ok = False
-        for accepted in self._accepted:
-            ok |= hmac.compare_digest(given, accepted)
-        if not ok:
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "wrong credentials")
+        try:
+            return await self._authenticator.authenticate(presented)
+        except Unauthenticated as e:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, e.message) from None
+        except RetryableError as e:
+            raise Refused(grpc.StatusCode.UNAVAILABLE, e.message) from None

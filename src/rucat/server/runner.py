@@ -20,6 +20,7 @@ from rucat.config import RucatConfig
 from rucat.domain.errors import ConfigError
 from rucat.platforms import Platform
 from rucat.server.app import create_app
+from rucat.server.auth import Authenticator
 from rucat.server.proxy import start_proxy
 from rucat.store import EngineStore
 
@@ -69,12 +70,23 @@ async def serve(
     `on_started` receives the base URL with the port actually bound (port 0
     picks a free one); `on_proxy_started` the proxy's bound port.
     """
-    proxy = await start_proxy(config, store=store) if config.connect_port is not None else None
+    # One Authenticator for both paths: the same credentials, the same caches.
+    authenticator = Authenticator(config.auth_provider)
+    proxy = (
+        await start_proxy(config, store=store, authenticator=authenticator)
+        if config.connect_port is not None
+        else None
+    )
     if proxy is not None and on_proxy_started is not None:
         on_proxy_started(proxy.port)
     try:
         await _serve_rest(
-            config, store=store, platform=platform, notify=notify, on_started=on_started
+            config,
+            store=store,
+            platform=platform,
+            notify=notify,
+            on_started=on_started,
+            authenticator=authenticator,
         )
     finally:
         if proxy is not None:
@@ -88,8 +100,11 @@ async def _serve_rest(
     platform: Platform | None,
     notify: Callable[[str], None] | None,
     on_started: Callable[[str], None] | None,
+    authenticator: Authenticator,
 ) -> None:
-    app = create_app(config, store=store, platform=platform, notify=notify)
+    app = create_app(
+        config, store=store, platform=platform, notify=notify, authenticator=authenticator
+    )
     server = _EmbeddedServer(
         uvicorn.Config(
             app,

@@ -1,0 +1,70 @@
+"""The one Authenticator: an ``Authorization`` value in, a Principal out.
+
+It parses the header once, hands the credentials to the provider that takes
+its scheme, and answers Unauthenticated (401 / UNAUTHENTICATED) otherwise.
+No auth provider configured: every caller is ANONYMOUS_ADMIN (the seed's open
+mode). Nothing here logs: a credential never reaches a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rucat.config import AuthProviderConfig
+from rucat.domain.errors import Unauthenticated
+from rucat.domain.principal import ANONYMOUS_ADMIN, Principal
+from rucat.server.auth.static import StaticProvider
+
+
+class Provider(Protocol):
+    """One way of checking credentials (static, users, OIDC)."""
+
+    #: HTTP schemes it takes, lower case, in challenge order ("basic", "bearer").
+    schemes: tuple[str, ...]
+
+    async def authenticate(self, *, scheme: str, credentials: str) -> Principal:
+        """The caller for these credentials; raises Unauthenticated (or a RetryableError
+        when the provider cannot decide now, e.g. an identity provider is down)."""
+        ...
+
+
+def _provider(config: AuthProviderConfig) -> Provider:
+    if config.StaticAuthProviderConfig is not None:
+        return StaticProvider(config.StaticAuthProviderConfig)
+    raise AssertionError(f"unhandled auth provider {config.variant}")
+
+
+class Authenticator:
+    """Checks an ``Authorization`` value against the configured provider."""
+
+    def __init__(self, config: AuthProviderConfig | None) -> None:
+        self._provider = _provider(config) if config is not None else None
+        schemes = self._provider.schemes if self._provider is not None else ()
+        #: HTTP auth schemes accepted ("basic", "bearer"), for the OpenAPI document.
+        self.schemes: list[str] = list(schemes)
+        #: Value of the WWW-Authenticate header sent with every 401.
+        self.challenge = ", ".join(
+            'Basic realm="rucat"' if s == "basic" else s.capitalize() for s in self.schemes
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether credentials are required at all (False: open mode)."""
+        return self._provider is not None
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller; raises Unauthenticated when the credentials are missing or wrong."""
+        provider = self._provider
+        if provider is None:
+            return ANONYMOUS_ADMIN
+        if not authorization:
+            raise Unauthenticated(f"authentication required: send {self._offer()} credentials")
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme in provider.schemes:
+            return await provider.authenticate(scheme=scheme, credentials=value)
+        raise Unauthenticated(f"unsupported authentication scheme; use {self.challenge}")
+
+    def _offer(self) -> str:
+        return " or ".join("HTTP Basic" if s == "basic" else s.capitalize() for s in self.schemes)
