@@ -71,9 +71,73 @@ class StaticAuthConfig(_Strict):
         return self
 
 
+#: Largest user or group name, and the characters a user name may not hold
+#: (":" ends the user part of HTTP Basic; control characters forge log lines).
+MAX_NAME_LENGTH = 128
+
+
+def _check_name(value: str, what: str) -> str:
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{what} {value!r} holds a control character")
+    return value
+
+
+class UserConfig(_Strict):
+    name: str = Field(description="User name (HTTP Basic); no ':' or control characters.")
+    password_hash: str = Field(
+        description="argon2id hash of the password, as printed by `rucat user hash-password`."
+    )
+    groups: list[str] = Field(default_factory=list, description="Groups the user belongs to.")
+    admin: bool = Field(False, description="Admins see and manage every engine.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        _check_name(self.name, "user name")
+        if ":" in self.name:
+            raise ValueError(f"user name {self.name!r} holds ':' (HTTP Basic cannot send it)")
+        for group in self.groups:
+            _check_name(group, "group name")
+        if not self.password_hash.startswith("$argon2id$"):
+            raise ValueError(
+                f"user {self.name!r}: password_hash must be an argon2id hash ($argon2id$...); "
+                "make one with `rucat user hash-password`"
+            )
+        return self
+
+
+class UsersAuthConfig(_Strict):
+    users: list[UserConfig] = Field(
+        default_factory=list, description="The users and their argon2id password hashes."
+    )
+    cache_ttl_secs: float = Field(
+        30.0,
+        ge=0,
+        description="How long a verified user name and password are remembered (as a keyed "
+        "hash, never in clear), so argon2 runs once per client rather than per request. "
+        "0: verify every request.",
+    )
+    cache_size: int = Field(1024, ge=1, description="Most remembered credentials.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        seen: set[str] = set()
+        for user in self.users:
+            if user.name in seen:
+                raise ValueError(f"user {user.name!r} is listed twice")
+            seen.add(user.name)
+        return self
+
+
 class AuthProviderConfig(_OneOf):
     StaticAuthProviderConfig: StaticAuthConfig | None = Field(
         None, description="Fixed credentials from this config (or the environment)."
+    )
+    Users: UsersAuthConfig | None = Field(
+        None, description="Named users with argon2id password hashes (HTTP Basic)."
     )
 
 

@@ -14,6 +14,7 @@ from rucat.config import AuthProviderConfig
 from rucat.domain.errors import Unauthenticated
 from rucat.domain.principal import ANONYMOUS_ADMIN, Principal
 from rucat.server.auth.static import StaticProvider
+from rucat.server.auth.users import UsersProvider
 
 
 class Provider(Protocol):
@@ -31,6 +32,8 @@ class Provider(Protocol):
 def _provider(config: AuthProviderConfig) -> Provider:
     if config.StaticAuthProviderConfig is not None:
         return StaticProvider(config.StaticAuthProviderConfig)
+    if config.Users is not None:
+        return UsersProvider(config.Users)
     raise AssertionError(f"unhandled auth provider {config.variant}")
 
 
