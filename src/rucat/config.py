@@ -231,10 +231,22 @@ class KubernetesPlatformConfig(_Strict):
         "IfNotPresent", description="Pull policy of driver and executor images."
     )
     spark_home: str = Field("/opt/spark", description="SPARK_HOME inside the images.")
+    run_as_user: int = Field(
+        185,
+        ge=1,
+        description="Numeric uid driver and executor containers run as (the Pod Security "
+        "Standard `restricted` requires a non-root user; apache/spark images use 185).",
+    )
     fs_group: int | None = Field(
         185,
-        description="fsGroup of driver pods, so the image's user (185 in apache/spark) can "
-        "read the engine's token file; null leaves it unset.",
+        description="fsGroup of driver and executor pods, so the image's user (185 in "
+        "apache/spark) can read the engine's token file; null leaves it unset.",
+    )
+    network_policies: bool = Field(
+        True,
+        description="Create a NetworkPolicy per engine admitting ingress to its driver and "
+        "block-manager ports only from the engine's own pods (needs a CNI that enforces "
+        "NetworkPolicies; the monitor's Role must allow networkpolicies).",
     )
     fail_when_unschedulable: bool = Field(
         True,

@@ -23,6 +23,7 @@ from rucat.server.actions import apply_user_action
 from rucat.store import EngineStore, open_store
 from tests.support import eventually
 from tests.support.fake_kube import FakeKube
+from tests.support.fake_kube_rules import RESTRICTED
 
 NS = "engines"
 S = EngineState
@@ -97,7 +98,7 @@ class Rig:
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube(namespaces=(NS,)) as server:
+    with FakeKube(namespaces=(NS,), namespace_labels={NS: RESTRICTED}) as server:
         yield server
 
 

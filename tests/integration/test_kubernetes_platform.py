@@ -17,16 +17,19 @@ from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready
 from rucat.domain.state import EngineState
 from rucat.platforms import k8s_manifests as m
+from rucat.platforms import k8s_security as sec
 from rucat.platforms.kubernetes import KubernetesPlatform
 from tests.support import eventually, free_port
 from tests.support.fake_kube import FakeKube
+from tests.support.fake_kube_rules import RESTRICTED
 
 NS = "spark"
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube(namespaces=(NS,)) as server:
+    # The engines' namespace enforces Pod Security `restricted`, as the chart's does.
+    with FakeKube(namespaces=(NS,), namespace_labels={NS: RESTRICTED}) as server:
         yield server
 
 
@@ -111,7 +114,16 @@ async def test_stop_deletes_pod_service_secret_and_executors_then_absent(
     # An executor Spark made without an owner reference still goes.
     executor = {
         "metadata": {"name": f"rucat-spark-{e.id}-exec-1", "labels": m.engine_labels(e.id, "x")},
-        "spec": {"containers": [{"name": "executor", "image": "apache/spark:4.0.1"}]},
+        "spec": {
+            **sec.executor_pod_template(platform.config)["spec"],
+            "containers": [
+                {
+                    "name": "executor",
+                    "image": "apache/spark:4.0.1",
+                    "securityContext": sec.container_security_context(platform.config),
+                }
+            ],
+        },
     }
     fake.add("pods", NS, executor)
     await platform.stop(engine=e)

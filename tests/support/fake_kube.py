@@ -6,7 +6,9 @@ kubeconfig: pods, services, secrets, service accounts, config maps and
 namespaces; create (409 on duplicates, 422 on invalid objects), get, list
 (label selectors), delete (404 when missing), merge patch, replace, and watch
 (streamed JSON lines, resumable from a resourceVersion, 410 when it is too
-old). pods/log serves text set by the test.
+old). pods/log serves text set by the test. Namespaces labelled
+`pod-security.kubernetes.io/enforce` refuse pods that break that Pod Security
+level (403), as Pod Security Admission does (rules in fake_kube_rules.py).
 
 There is no scheduler or kubelet: tests play them with plain methods
 (`kubelet_ready`, `kubelet_image_pull_backoff`, `scheduler_unschedulable`,
@@ -49,6 +51,7 @@ from tests.support.fake_kube_rules import (
     ApiFailure,
     Obj,
     Requirement,
+    admit_pod,
     matches,
     merge_patch,
     now,
@@ -94,6 +97,7 @@ class FakeKube:
         hold_pod_deletion: bool = False,
         history_limit: int = 100_000,
         json_content_type: str = "application/json",
+        namespace_labels: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.token = token
         #: The Content-Type of every JSON answer. kube-apiserver sends exactly
@@ -116,7 +120,9 @@ class FakeKube:
         self._thread: threading.Thread | None = None
         self.port = 0
         for ns in namespaces:
-            self._store("namespaces", "", {"metadata": {"name": ns}, "status": {"phase": "Active"}})
+            labels = {"kubernetes.io/metadata.name": ns, **(namespace_labels or {}).get(ns, {})}
+            meta = {"name": ns, "labels": labels}
+            self._store("namespaces", "", {"metadata": meta, "status": {"phase": "Active"}})
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -315,6 +321,8 @@ class FakeKube:
         """Create an object as another client would (e.g. Spark creating an executor)."""
         with self._lock:
             validate(plural, obj)
+            if plural == "pods":
+                admit_pod(self._objects["namespaces"].get(("", namespace)), obj)
             return copy.deepcopy(self._store(plural, namespace, copy.deepcopy(obj)))
 
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
@@ -553,6 +561,8 @@ class FakeKube:
             if meta.get("namespace") not in (None, ns):
                 raise ApiFailure(400, "BadRequest", "the namespace of the object does not match")
         validate(plural, body)
+        if plural == "pods":
+            admit_pod(self._objects["namespaces"].get(("", ns)), body)
         name = meta["name"]
         if (ns, name) in self._objects[plural]:
             raise ApiFailure(409, "AlreadyExists", f'{plural} "{name}" already exists')

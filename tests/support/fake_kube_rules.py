@@ -193,3 +193,226 @@ def validate(plural: str, obj: Obj) -> None:
                 problems.append(f"data[{key}]: Invalid value: not base64")
     if problems:
         raise _invalid(kind, name, problems)
+
+
+# --- Pod Security Admission -----------------------------------------------------
+
+#: The namespace label that makes the API server enforce a Pod Security level.
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+#: Labels of a namespace enforcing (and warning and auditing) `restricted`.
+RESTRICTED = {
+    PSA_ENFORCE: "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+_BASELINE_CAPS = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
+_SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
+)
+_RESTRICTED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+_VOLUME_META = frozenset({"name"})
+
+
+def _containers(spec: Obj) -> list[Obj]:
+    return [
+        c
+        for key in ("initContainers", "containers", "ephemeralContainers")
+        for c in spec.get(key) or []
+    ]
+
+
+def _names(containers: list[Obj]) -> str:
+    return ", ".join(f'"{c.get("name")}"' for c in containers)
+
+
+def _baseline(spec: Obj) -> list[str]:
+    problems: list[str] = []
+    pod_sc = spec.get("securityContext") or {}
+    containers = _containers(spec)
+    hosts = [k for k in ("hostNetwork", "hostPID", "hostIPC") if spec.get(k)]
+    if hosts:
+        problems.append(f"host namespaces ({', '.join(f'{k}=true' for k in hosts)})")
+    privileged = [c for c in containers if (c.get("securityContext") or {}).get("privileged")]
+    if privileged:
+        problems.append(f"privileged (containers {_names(privileged)} must not set privileged)")
+    added = {
+        cap
+        for c in containers
+        for cap in ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") or []
+    }
+    if added - _BASELINE_CAPS:
+        problems.append(f"non-default capabilities ({sorted(added - _BASELINE_CAPS)})")
+    host_paths = [v.get("name") for v in spec.get("volumes") or [] if "hostPath" in v]
+    if host_paths:
+        problems.append(f"hostPath volumes (volumes {host_paths})")
+    host_ports = [
+        p["hostPort"] for c in containers for p in c.get("ports") or [] if p.get("hostPort")
+    ]
+    if host_ports:
+        problems.append(f"hostPort (ports {host_ports})")
+    seccomp = [(pod_sc.get("seccompProfile") or {}).get("type")] + [
+        ((c.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+        for c in containers
+    ]
+    if "Unconfined" in seccomp:
+        problems.append('seccompProfile (must not set type to "Unconfined")')
+    if any(
+        (c.get("securityContext") or {}).get("procMount") not in (None, "Default")
+        for c in containers
+    ):
+        problems.append("procMount (must be Default)")
+    sysctls = [
+        s.get("name") for s in pod_sc.get("sysctls") or [] if s.get("name") not in _SAFE_SYSCTLS
+    ]
+    if sysctls:
+        problems.append(f"forbidden sysctls ({sysctls})")
+    for where in [pod_sc, *(c.get("securityContext") or {} for c in containers)]:
+        selinux = where.get("seLinuxOptions") or {}
+        if (
+            selinux.get("user")
+            or selinux.get("role")
+            or selinux.get("type")
+            not in (
+                None,
+                "",
+                "container_t",
+                "container_init_t",
+                "container_kvm_t",
+                "container_engine_t",
+            )
+        ):
+            problems.append("seLinuxOptions (forbidden user, role or type)")
+            break
+    if (pod_sc.get("windowsOptions") or {}).get("hostProcess"):
+        problems.append("hostProcess")
+    return problems
+
+
+def _restricted(spec: Obj) -> list[str]:
+    problems: list[str] = []
+    pod_sc = spec.get("securityContext") or {}
+    containers = _containers(spec)
+    volumes = [
+        v.get("name")
+        for v in spec.get("volumes") or []
+        if not (set(v) - _VOLUME_META) <= _RESTRICTED_VOLUMES
+    ]
+    if volumes:
+        problems.append(f"restricted volume types (volumes {volumes})")
+    escalating = [
+        c
+        for c in containers
+        if (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is not False
+    ]
+    if escalating:
+        problems.append(
+            f"allowPrivilegeEscalation != false (containers {_names(escalating)} must set "
+            "securityContext.allowPrivilegeEscalation=false)"
+        )
+    unrestricted = []
+    for c in containers:
+        caps = (c.get("securityContext") or {}).get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []) or set(caps.get("add") or []) - {
+            "NET_BIND_SERVICE"
+        }:
+            unrestricted.append(c)
+    if unrestricted:
+        problems.append(
+            f"unrestricted capabilities (containers {_names(unrestricted)} must set "
+            'securityContext.capabilities.drop=["ALL"])'
+        )
+    rooted = [
+        c
+        for c in containers
+        if (c.get("securityContext") or {}).get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        is not True
+    ]
+    if rooted:
+        problems.append(
+            f"runAsNonRoot != true (pod or containers {_names(rooted)} must set "
+            "securityContext.runAsNonRoot=true)"
+        )
+    if pod_sc.get("runAsUser") == 0 or any(
+        (c.get("securityContext") or {}).get("runAsUser") == 0 for c in containers
+    ):
+        problems.append("runAsUser=0 (pod and containers must not set runAsUser=0)")
+    pod_seccomp = (pod_sc.get("seccompProfile") or {}).get("type")
+    unconfined = [
+        c
+        for c in containers
+        if ((c.get("securityContext") or {}).get("seccompProfile") or {}).get("type", pod_seccomp)
+        not in ("RuntimeDefault", "Localhost")
+    ]
+    if unconfined:
+        problems.append(
+            f"seccompProfile (pod or containers {_names(unconfined)} must set "
+            'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")'
+        )
+    return problems
+
+
+def pod_security_problems(pod: Obj, level: str) -> list[str]:
+    """What the Pod Security Standard `level` (privileged, baseline, restricted) refuses."""
+    if level == "privileged":
+        return []
+    spec = pod.get("spec") or {}
+    problems = _baseline(spec)
+    if level == "restricted":
+        problems += _restricted(spec)
+    return problems
+
+
+def admit_pod(namespace: Obj | None, pod: Obj) -> None:
+    """Pod Security Admission: 403 when the namespace enforces a level the pod breaks."""
+    labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+    level = labels.get(PSA_ENFORCE)
+    if level is None:
+        return
+    problems = pod_security_problems(pod, level)
+    if problems:
+        name = (pod.get("metadata") or {}).get("name", "")
+        version = labels.get("pod-security.kubernetes.io/enforce-version", "latest")
+        raise ApiFailure(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: violates PodSecurity "{level}:{version}": '
+            + ", ".join(problems),
+        )

@@ -32,6 +32,7 @@ from rucat.platforms import Platform
 from rucat.platforms import k8s_manifests as m
 from rucat.platforms.kubernetes import KubernetesPlatform
 from tests.support.fake_kube import FakeKube
+from tests.support.fake_kube_rules import RESTRICTED
 
 FAKE_NAMESPACE = "rucat-contract"
 #: Seconds from pod creation to Ready on the fake: long enough for the suite
@@ -47,7 +48,11 @@ def shared_fake() -> FakeKube:
     global _fake
     with _fake_lock:
         if _fake is None:
-            _fake = FakeKube(namespaces=(FAKE_NAMESPACE,), auto_kubelet=FAKE_READY_AFTER).start()
+            _fake = FakeKube(
+                namespaces=(FAKE_NAMESPACE,),
+                namespace_labels={FAKE_NAMESPACE: RESTRICTED},
+                auto_kubelet=FAKE_READY_AFTER,
+            ).start()
             atexit.register(_fake.stop)
         return _fake
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from rucat.domain.engine import Engine, EngineType, new_engine_id
 from rucat.domain.errors import PlatformRejected
 from rucat.domain.state import EngineState
 from rucat.platforms import k8s_manifests as m
+from rucat.platforms import k8s_security as sec
 
 #: The Kubernetes version whose schema the manifests must satisfy.
 K8S_SCHEMA_VERSION = "1.31.0"
@@ -221,3 +223,74 @@ def test_the_schema_rejects_an_unknown_field_in_strict_mode() -> None:
     pod["spec"]["containers"][0]["imagePullPolice"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(pod, K8S_SCHEMA_VERSION, strict=True)
+
+
+# --- Pod Security `restricted` -------------------------------------------------------
+
+
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "runAsUser": 185,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_the_driver_pod_is_restricted_on_pod_and_container_level() -> None:
+    pod = m.pod_manifest(engine(), CONFIG)
+    assert pod["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 185,
+        "fsGroup": 185,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = pod["spec"]["containers"]
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+
+
+def executor_template(e: Engine, config: KubernetesPlatformConfig = CONFIG) -> dict[str, Any]:
+    secret = m.secret_manifest(e, config)
+    text = base64.b64decode(secret["data"][sec.EXECUTOR_TEMPLATE_KEY]).decode()
+    template: dict[str, Any] = json.loads(text)
+    return template
+
+
+def test_the_executor_template_is_restricted_has_no_token_and_is_valid() -> None:
+    template = executor_template(engine())
+    spec = template["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (container,) = spec["containers"]
+    assert container["name"] == sec.EXECUTOR_CONTAINER
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+    kubernetes_validate.validate(template, K8S_SCHEMA_VERSION, strict=True)
+
+
+def test_a_custom_uid_reaches_drivers_and_executors() -> None:
+    config = KubernetesPlatformConfig(namespace="spark-jobs", run_as_user=1000, fs_group=None)
+    pod = m.pod_manifest(engine(), config)
+    template = executor_template(engine(), config)
+    for spec in (pod["spec"], template["spec"]):
+        assert spec["securityContext"]["runAsUser"] == 1000
+        assert "fsGroup" not in spec["securityContext"]
+        assert spec["containers"][0]["securityContext"]["runAsUser"] == 1000
+
+
+def test_spark_reads_the_executor_template_from_the_mounted_secret() -> None:
+    confs = m.spark_confs(engine(), CONFIG)
+    path = confs["spark.kubernetes.executor.podTemplateFile"]
+    assert path == f"{m.SECRET_MOUNT}/{sec.EXECUTOR_TEMPLATE_KEY}"
+    assert confs["spark.kubernetes.executor.podTemplateContainerName"] == sec.EXECUTOR_CONTAINER
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "spark.kubernetes.executor.podTemplateFile",
+        "spark.kubernetes.executor.podTemplateContainerName",
+    ],
+)
+def test_users_cannot_replace_the_executor_template(key: str) -> None:
+    with pytest.raises(PlatformRejected, match=key.replace(".", r"\.")):
+        m.pod_manifest(engine(configs={key: "https://evil.example/pod.yaml"}), CONFIG)

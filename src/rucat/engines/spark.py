@@ -62,6 +62,10 @@ _RESERVED: dict[str, frozenset[str]] = {
         "spark.kubernetes.driver.pod.name",
         "spark.kubernetes.executor.podNamePrefix",
         "spark.kubernetes.namespace",
+        # The executor pod template holds executors to the restricted Pod Security profile.
+        "spark.kubernetes.executor.podTemplateFile",
+        "spark.kubernetes.executor.podTemplateContainerName",
+        "spark.kubernetes.driver.reusePersistentVolumeClaim",
     },
 }
 

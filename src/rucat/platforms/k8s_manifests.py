@@ -35,6 +35,13 @@ from rucat.engines.spark import (
     properties_text,
     reserved_confs,
 )
+from rucat.platforms.k8s_security import (
+    EXECUTOR_CONTAINER,
+    EXECUTOR_TEMPLATE_KEY,
+    container_security_context,
+    executor_pod_template_text,
+    pod_security_context,
+)
 
 Manifest = dict[str, Any]
 
@@ -205,6 +212,11 @@ def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, s
         "spark.ui.port": str(UI_PORT),
         "spark.driver.extraJavaOptions": "-Divy.cache.dir=/tmp -Divy.home=/tmp",
         "spark.connect.grpc.binding.port": str(CONNECT_PORT),
+        # Executors are built from Rucat's template: restricted pod security, no token.
+        "spark.kubernetes.executor.podTemplateFile": f"{SECRET_MOUNT}/{EXECUTOR_TEMPLATE_KEY}",
+        "spark.kubernetes.executor.podTemplateContainerName": EXECUTOR_CONTAINER,
+        # Drivers may not list claims (their Role has none): never look for reusable ones.
+        "spark.kubernetes.driver.reusePersistentVolumeClaim": "false",
     }
     for key, value in engine_labels(engine_id, "executor").items():
         owned[f"spark.kubernetes.executor.label.{key}"] = value
@@ -237,8 +249,13 @@ def check_confs(engine: Engine) -> None:
         raise PlatformRejected(f"config {taken[0]!r} is reserved: Rucat sets it on Kubernetes")
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
 def secret_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifest:
-    """The engine's Secret. Spark 3.5 has no Connect token, so its file holds none."""
+    """The engine's Secret: its properties file (Spark 3.5 has no Connect token, so
+    its file holds none) and the executor pod template, which no driver can change."""
     props: dict[str, str] = {}
     if engine.connect_token is not None and _major(engine.version) >= 4:
         props["spark.connect.authenticate.token"] = engine.connect_token
@@ -252,7 +269,10 @@ def secret_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifes
             "labels": engine_labels(engine.id, "secret"),
         },
         "type": "Opaque",
-        "data": {PROPERTIES_KEY: base64.b64encode(text.encode()).decode("ascii")},
+        "data": {
+            PROPERTIES_KEY: _b64(text),
+            EXECUTOR_TEMPLATE_KEY: _b64(executor_pod_template_text(config)),
+        },
     }
 
 
@@ -290,6 +310,8 @@ def pod_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifest:
         # 1,000 services would otherwise become 7,000 environment variables.
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
+        # Pod Security `restricted`; fsGroup lets the image's user read the secret files.
+        "securityContext": pod_security_context(config),
         "containers": [
             {
                 "name": DRIVER_CONTAINER,
@@ -301,6 +323,7 @@ def pod_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifest:
                     for name, port in DRIVER_PORTS
                 ],
                 "resources": driver_resources(engine.configs),
+                "securityContext": container_security_context(config),
                 "readinessProbe": {
                     "tcpSocket": {"port": CONNECT_PORT},
                     "initialDelaySeconds": 2,
@@ -321,8 +344,6 @@ def pod_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifest:
             }
         ],
     }
-    if config.fs_group is not None:
-        spec["securityContext"] = {"fsGroup": config.fs_group}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
