@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rucat.domain.access import Grant
 from rucat.domain.errors import InvalidRequest
 from rucat.domain.state import EngineState
 
@@ -100,6 +101,11 @@ class Engine:
 
     `connect_token` is the engine's own Spark Connect secret: it is stored,
     handed to the platform, and never returned by the API or logged.
+
+    `owner` is the name of the principal that created it (None for engines
+    created before Rucat recorded owners: only admins see those); `grants` are
+    the further principals that may attach to or manage it (domain/access.py).
+    Both are written by the same compare-and-set as everything else.
     """
 
     id: EngineId
@@ -119,6 +125,8 @@ class Engine:
     last_activity_time: datetime | None = None
     connect_token: str | None = field(default=None, repr=False)
     saved_logs: str | None = field(default=None, repr=False)
+    owner: str | None = None
+    grants: tuple[Grant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,12 @@ class EngineEvent:
 
 
 def new_engine(
-    request: CreateEngineRequest, *, platform: str, now: datetime, engine_id: EngineId | None = None
+    request: CreateEngineRequest,
+    *,
+    platform: str,
+    now: datetime,
+    engine_id: EngineId | None = None,
+    owner: str | None = None,
 ) -> Engine:
     """The stored form of a fresh engine: WaitToStart, due at once, with its own token."""
     return Engine(
@@ -149,4 +162,5 @@ def new_engine(
         update_time=now,
         next_update_time=now,
         connect_token=new_secret_token(),
+        owner=owner,
     )

@@ -62,6 +62,23 @@ class StateConflict(PermanentError):
         self.current = current
 
 
+class PermissionDenied(PermanentError):
+    """The caller sees the engine but lacks the level this action needs."""
+
+
+class QuotaExceeded(PermanentError):
+    """The write would give `owner` more active engines than `limit` allows."""
+
+    def __init__(self, *, owner: str, limit: int, active: int) -> None:
+        super().__init__(
+            f"quota exceeded: {owner} has {active} active engines and "
+            f"max_active_engines_per_user is {limit}; stop or delete one first"
+        )
+        self.owner = owner
+        self.limit = limit
+        self.active = active
+
+
 class StoreConflict(RetryableError):
     """A compare-and-set lost: the row changed since it was read.
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from rucat.config import DatabaseConfig
+from rucat.domain.access import VisibleTo
 from rucat.domain.engine import Engine, EngineEvent, EngineId
 from rucat.domain.errors import ConfigError, StoreConflict
 from rucat.domain.state import EngineState
@@ -22,8 +23,13 @@ __all__ = ["EngineStore", "StoreConflict", "open_store"]
 
 
 class EngineStore(Protocol):
-    async def add(self, *, engine: Engine, actor: str) -> Engine:
-        """Insert a new engine (revision 0) and its creation event."""
+    async def add(self, *, engine: Engine, actor: str, active_limit: int | None = None) -> Engine:
+        """Insert a new engine (revision 0), its grants and its creation event.
+
+        `active_limit`: refuse with QuotaExceeded when `engine.owner` already
+        has that many active engines (domain/quota.py), counted atomically with
+        the insert: racing adds of one owner never exceed it.
+        """
         ...
 
     async def get(self, *, engine_id: EngineId) -> Engine:
@@ -36,20 +42,29 @@ class EngineStore(Protocol):
         states: Collection[EngineState] | None = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        owner: str | None = None,
+        visible_to: VisibleTo | None = None,
     ) -> list[Engine]:
         """Engines oldest first (create_time, then id), optionally filtered.
 
+        `owner`: only engines this principal name owns. `visible_to`: only
+        engines that user owns or that are granted to the user or one of its
+        groups. Filters apply in the query, so `limit` pages stay full.
         `after` is a cursor: the id of the last engine of the previous page.
-        An unknown cursor raises InvalidRequest.
+        An unknown cursor, or one outside the owner/visibility filters, raises
+        InvalidRequest.
         """
         ...
 
-    async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
-        """Write `new` if the row still has `current.revision`.
+    async def transition(
+        self, *, current: Engine, new: Engine, actor: str, active_limit: int | None = None
+    ) -> Engine:
+        """Write `new` (with its grants) if the row still has `current.revision`.
 
         Returns the stored row (revision + 1). Writes an event when the state
         changes. Raises StoreConflict carrying the row as it is now (None if
-        removed) when the revision moved on.
+        removed) when the revision moved on. `active_limit`: as for `add`, when
+        the write moves the engine from an inactive into an active state.
         """
         ...
 

@@ -19,6 +19,14 @@ Invariants:
   also queued on an asyncio lock, so they do not busy-wait on each other.
 * On PostgreSQL (READ COMMITTED) a racing UPDATE waits for the winner to
   commit, re-checks its WHERE on the new row and matches nothing.
+* A quota (`active_limit`) is counted and the write made in one transaction
+  that no other quota-checked write of the same owner can interleave with:
+  on SQLite the write lock (BEGIN IMMEDIATE) serialises all writers; on
+  PostgreSQL the transaction first takes an advisory lock on the owner's name
+  (`pg_advisory_xact_lock`, released at commit), so racing creates of one
+  owner count one after another and never exceed the limit.
+* An engine's grants are rows of their own, replaced in the same transaction
+  as the engine's compare-and-set when they change.
 * Every driver or connection failure becomes StoreUnavailable naming the
   database (never the password), raised ``from`` the original error.
 """
@@ -36,6 +44,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     String,
     and_,
@@ -54,6 +63,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from rucat.config import PostgresConfig, SqliteConfig
+from rucat.domain.access import VisibleTo
 from rucat.domain.engine import Engine, EngineEvent, EngineId
 from rucat.domain.errors import (
     ConfigError,
@@ -63,7 +73,9 @@ from rucat.domain.errors import (
     StoreConflict,
     StoreUnavailable,
 )
+from rucat.domain.quota import becomes_active
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
+from rucat.store.sql_access import check_quota, visible, with_grants
 from rucat.store.sql_dialects import (
     MIGRATION_LOCK_KEY,
     SqlDatabase,
@@ -78,8 +90,10 @@ from rucat.store.sql_schema import (
     UtcDateTime,
     engine_events,
     engine_from_row,
+    engine_grants,
     engine_to_row,
     engines,
+    grant_rows,
     utc,
 )
 
@@ -222,14 +236,22 @@ class SqlEngineStore:
 
     # --- the EngineStore protocol ---------------------------------------
 
-    async def add(self, *, engine: Engine, actor: str) -> Engine:
+    async def add(self, *, engine: Engine, actor: str, active_limit: int | None = None) -> Engine:
         row = engine_to_row(replace(engine, revision=0))
 
         def add(conn: Connection) -> None:
+            if (
+                active_limit is not None
+                and engine.owner is not None
+                and becomes_active(None, engine.state)
+            ):
+                check_quota(conn, engine.owner, active_limit)
             existing = _select(conn, engine.id)
             if existing is not None:
                 raise StoreConflict(f"engine {engine.id} already exists", current=existing)
             conn.execute(insert(engines).values(**row))
+            if engine.grants:
+                conn.execute(insert(engine_grants), grant_rows(engine.id, engine.grants))
             conn.execute(
                 insert(engine_events).values(
                     engine_id=engine.id,
@@ -245,7 +267,7 @@ class SqlEngineStore:
         await self._write("add an engine", add)
         self._announced(engine.id)
         # The row as stored: UTC timestamps, NUL replaced.
-        return engine_from_row(row)
+        return engine_from_row(row, engine.grants)
 
     async def get(self, *, engine_id: EngineId) -> Engine:
         found = await self._read("read an engine", lambda conn: _select(conn, engine_id))
@@ -259,10 +281,18 @@ class SqlEngineStore:
         states: Collection[EngineState] | None = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        owner: str | None = None,
+        visible_to: VisibleTo | None = None,
     ) -> builtins.list[Engine]:
         if limit is not None and limit < 0:
             raise InvalidRequest(f"limit must be >= 0, got {limit}")
-        query = select(engines).order_by(engines.c.create_time, engines.c.id)
+        # Filters that decide which engines exist for this caller: the cursor too.
+        scope: builtins.list[ColumnElement[bool]] = []
+        if owner is not None:
+            scope.append(engines.c.owner == owner)
+        if visible_to is not None:
+            scope.append(visible(visible_to))
+        query = select(engines).where(*scope).order_by(engines.c.create_time, engines.c.id)
         if states is not None:
             try:
                 values = [EngineState(s).value for s in states]
@@ -275,7 +305,9 @@ class SqlEngineStore:
         def page(conn: Connection) -> builtins.list[Engine]:
             nonlocal query
             if after is not None:
-                cursor = conn.scalar(select(engines.c.create_time).where(engines.c.id == after))
+                cursor = conn.scalar(
+                    select(engines.c.create_time).where(engines.c.id == after, *scope)
+                )
                 if cursor is None:
                     raise InvalidRequest(f"unknown cursor {after!r}: no engine has this id")
                 query = query.where(
@@ -284,11 +316,13 @@ class SqlEngineStore:
                         and_(engines.c.create_time == cursor, engines.c.id > after),
                     )
                 )
-            return [engine_from_row(row) for row in conn.execute(query).mappings()]
+            return with_grants(conn, list(conn.execute(query).mappings()))
 
         return await self._read("list engines", page)
 
-    async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
+    async def transition(
+        self, *, current: Engine, new: Engine, actor: str, active_limit: int | None = None
+    ) -> Engine:
         """CAS write of `new`; last_activity_time keeps the later of row's and new's."""
         if new.id != current.id:
             raise InvalidRequest(f"cannot turn engine {current.id} into engine {new.id}")
@@ -312,7 +346,15 @@ class SqlEngineStore:
                 else_=engines.c.last_activity_time,
             )
 
+        quota_owner = (
+            new.owner
+            if active_limit is not None and becomes_active(current.state, new.state)
+            else None
+        )
+
         def transition(conn: Connection) -> Engine:
+            if quota_owner is not None and active_limit is not None:
+                check_quota(conn, quota_owner, active_limit)
             stored = (
                 conn.execute(
                     update(engines)
@@ -325,6 +367,11 @@ class SqlEngineStore:
             )
             if stored is None:
                 raise _conflict(conn, current, "update")
+            # The CAS matched, so the stored grants are current's: rewrite on change only.
+            if new.grants != current.grants:
+                conn.execute(delete(engine_grants).where(engine_grants.c.engine_id == current.id))
+                if new.grants:
+                    conn.execute(insert(engine_grants), grant_rows(current.id, new.grants))
             if new.state is not current.state:
                 conn.execute(
                     insert(engine_events).values(
@@ -338,7 +385,7 @@ class SqlEngineStore:
                 )
             if wakes:
                 self._announce(conn, current.id)
-            return engine_from_row(stored)
+            return engine_from_row(stored, new.grants)
 
         stored = await self._write("update an engine", transition)
         if wakes:
@@ -356,6 +403,7 @@ class SqlEngineStore:
                 raise _conflict(conn, current, "remove")
             # ON DELETE CASCADE does this too; explicit so no event outlives its engine.
             conn.execute(delete(engine_events).where(engine_events.c.engine_id == current.id))
+            conn.execute(delete(engine_grants).where(engine_grants.c.engine_id == current.id))
 
         await self._write("remove an engine", remove)
 
@@ -374,7 +422,7 @@ class SqlEngineStore:
         )
 
         def due(conn: Connection) -> builtins.list[Engine]:
-            return [engine_from_row(row) for row in conn.execute(query).mappings()]
+            return with_grants(conn, list(conn.execute(query).mappings()))
 
         return await self._read("list due engines", due)
 
@@ -454,7 +502,7 @@ def _schema_is_current(conn: Connection) -> bool:
 
 def _select(conn: Connection, engine_id: EngineId) -> Engine | None:
     row = conn.execute(select(engines).where(engines.c.id == engine_id)).mappings().first()
-    return None if row is None else engine_from_row(row)
+    return None if row is None else with_grants(conn, [row])[0]
 
 
 def _conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:

@@ -12,7 +12,7 @@ They come back as tz-aware UTC datetimes on both.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import TypeDecorator
 
+from rucat.domain.access import GRANTABLE, Grant, GranteeKind
 from rucat.domain.engine import Engine, EngineType
 from rucat.domain.errors import InvalidRequest
 from rucat.domain.state import EngineState
@@ -42,7 +43,7 @@ VERSION_TABLE = "rucat_schema_version"
 #: The newest migration in rucat/store/migrations/versions. A store opening a
 #: database already at this revision skips Alembic (and its import) entirely;
 #: a test checks this equals Alembic's head.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -99,8 +100,29 @@ engines = Table(
     Column("last_activity_time", UtcDateTime, nullable=True),
     Column("connect_token", Text, nullable=True),
     Column("saved_logs", Text, nullable=True),
+    # The creating principal's name; NULL on rows from before owners (admins only).
+    Column("owner", Text, nullable=True),
     Index("ix_rucat_engines_created", "create_time", "id"),
     Index("ix_rucat_engines_due", "platform", "next_update_time"),
+    Index("ix_rucat_engines_owner", "owner", "state"),
+)
+
+#: Who else may attach to or manage an engine. `position` keeps the order the
+#: grants were given in; a grantee appears at most once per engine.
+engine_grants = Table(
+    "rucat_engine_grants",
+    metadata,
+    Column(
+        "engine_id",
+        String(64),
+        ForeignKey("rucat_engines.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("level", String(16), nullable=False),
+    Index("ix_rucat_engine_grants_grantee", "kind", "name"),
 )
 
 engine_events = Table(
@@ -171,11 +193,30 @@ def engine_to_row(engine: Engine) -> dict[str, Any]:
         ),
         "connect_token": engine.connect_token,
         "saved_logs": text_for_storage(engine.saved_logs),
+        "owner": engine.owner,
     }
 
 
-def engine_from_row(row: RowMapping | Mapping[str, Any]) -> Engine:
-    """The Engine a row of `engines` holds."""
+def grant_rows(engine_id: str, grants: Sequence[Grant]) -> list[dict[str, Any]]:
+    """The rows of `engine_grants` for an engine's grants, in order."""
+    return [
+        {
+            "engine_id": engine_id,
+            "position": i,
+            "kind": grant.kind.value,
+            "name": grant.name,
+            "level": grant.level.label,
+        }
+        for i, grant in enumerate(grants)
+    ]
+
+
+def grant_from_row(row: RowMapping | Mapping[str, Any]) -> Grant:
+    return Grant(kind=GranteeKind(row["kind"]), name=row["name"], level=GRANTABLE[row["level"]])
+
+
+def engine_from_row(row: RowMapping | Mapping[str, Any], grants: Sequence[Grant] = ()) -> Engine:
+    """The Engine a row of `engines` holds, with its grants (read from `engine_grants`)."""
     configs = json.loads(row["configs"])
     return Engine(
         id=row["id"],
@@ -195,4 +236,6 @@ def engine_from_row(row: RowMapping | Mapping[str, Any]) -> Engine:
         last_activity_time=row["last_activity_time"],
         connect_token=row["connect_token"],
         saved_logs=row["saved_logs"],
+        owner=row["owner"],
+        grants=tuple(grants),
     )

@@ -23,6 +23,15 @@ Same contract as the SQL store (one suite runs on both). How it holds here:
   a remote server, even a delete and an update, then write a common key: the
   plain write-write conflict that optimistic transactions detect. A guard
   outlives its engine (a few bytes per removed engine).
+- Owners and grants: `owner` and `grants` (an array of {kind, name, level})
+  live on the engine record and are written by its compare-and-set; list
+  filters on them in the query.
+- Quotas: a quota-checked write counts the owner's active engines and THROWs
+  in the same transaction when the limit is reached. Embedded, writes are
+  serialised (above), so the count cannot go stale before the commit; on a
+  remote server the transaction also writes `rucat_owner_guard:<owner>`, so
+  two racing quota-checked writes of one owner conflict and one is retried,
+  counting again.
 - Schema: defined at open with `IF NOT EXISTS` (tables, indexes) and
   `OVERWRITE` (field types), so opening is idempotent and concurrent opens agree.
 """
@@ -38,13 +47,16 @@ from typing import Any
 from surrealdb import RecordID
 
 from rucat.config import SurrealConfig
+from rucat.domain.access import GRANTABLE, Grant, GranteeKind, VisibleTo
 from rucat.domain.engine import Engine, EngineEvent, EngineId, EngineType
 from rucat.domain.errors import (
     EngineNotFound,
     InvalidRequest,
+    QuotaExceeded,
     StoreConflict,
     StoreUnavailable,
 )
+from rucat.domain.quota import INACTIVE_STATES, becomes_active
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
 from rucat.store.sql_notify import ChangeFeed
 from rucat.store.surreal_conn import (
@@ -78,6 +90,12 @@ DEFINE FIELD OVERWRITE lease_owner ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE last_activity_time ON rucat_engine TYPE option<datetime>;
 DEFINE FIELD OVERWRITE connect_token ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE saved_logs ON rucat_engine TYPE option<string>;
+DEFINE FIELD OVERWRITE owner ON rucat_engine TYPE option<string>;
+DEFINE FIELD OVERWRITE grants ON rucat_engine TYPE option<array<object>>;
+DEFINE FIELD OVERWRITE grants[*].kind ON rucat_engine TYPE string;
+DEFINE FIELD OVERWRITE grants[*].name ON rucat_engine TYPE string;
+DEFINE FIELD OVERWRITE grants[*].level ON rucat_engine TYPE string;
+DEFINE INDEX IF NOT EXISTS rucat_engine_owner ON rucat_engine FIELDS owner, state;
 DEFINE INDEX IF NOT EXISTS rucat_engine_created ON rucat_engine FIELDS create_time, eid;
 DEFINE INDEX IF NOT EXISTS rucat_engine_due ON rucat_engine FIELDS platform, next_update_time;
 DEFINE TABLE IF NOT EXISTS rucat_event SCHEMAFULL;
@@ -91,13 +109,26 @@ DEFINE FIELD OVERWRITE actor ON rucat_event TYPE string;
 DEFINE INDEX IF NOT EXISTS rucat_event_engine ON rucat_event FIELDS engine_id, seq;
 DEFINE TABLE IF NOT EXISTS rucat_guard SCHEMAFULL;
 DEFINE FIELD OVERWRITE writes ON rucat_guard TYPE int DEFAULT 0;
+DEFINE TABLE IF NOT EXISTS rucat_owner_guard SCHEMAFULL;
+DEFINE FIELD OVERWRITE writes ON rucat_owner_guard TYPE int DEFAULT 0;
 """
+
+#: Opens a quota-checked write transaction (see "Quotas" above); THROWs
+#: `_QUOTA_MARK` and the count when `$owner` already has `$limit` active engines.
+_QUOTA_MARK = "rucat-quota:"
+_QUOTA = """
+LET $active = count(SELECT VALUE eid FROM rucat_engine
+    WHERE owner = $owner AND state NOTINSIDE $inactive);
+IF $active >= $limit { THROW "{_QUOTA_MARK}" + <string>$active; };
+UPSERT $ogid SET writes += 1 RETURN NONE;
+""".replace("{_QUOTA_MARK}", _QUOTA_MARK)
 
 #: Written by every transaction that writes an engine (see "Guards" above).
 _GUARD = "UPSERT $gid SET writes += 1 RETURN NONE;"
 
 _ADD = """
 BEGIN TRANSACTION;
+{_QUOTA}
 LET $row = (CREATE $rid CONTENT $doc RETURN AFTER);
 CREATE $evid CONTENT $event;
 {_GUARD}
@@ -111,6 +142,7 @@ COMMIT TRANSACTION;
 # proxy's last report keeps the stored, later activity time.
 _TRANSITION = """
 BEGIN TRANSACTION;
+{_QUOTA}
 LET $prev = (SELECT VALUE last_activity_time FROM $rid);
 LET $after = (UPDATE $rid CONTENT $doc
               WHERE revision = $expected RETURN AFTER);
@@ -165,6 +197,50 @@ COMMIT TRANSACTION;
 """.replace("{_GUARD}", _GUARD)
 
 
+# Each write in two forms: quota-checked, and plain (no owner, no limit).
+_ADD_UNCOUNTED = _ADD.replace("{_QUOTA}", "")
+_ADD = _ADD.replace("{_QUOTA}", _QUOTA)
+_TRANSITION_UNCOUNTED = _TRANSITION.replace("{_QUOTA}", "")
+_TRANSITION = _TRANSITION.replace("{_QUOTA}", _QUOTA)
+
+#: Engines `$viewer` may see: owned, or granted to the user or one of `$viewer_groups`.
+_VISIBLE = (
+    "(owner = $viewer OR array::len((grants ?? [])[WHERE (kind = 'user' AND name = $viewer)"
+    " OR (kind = 'group' AND name INSIDE $viewer_groups)]) > 0)"
+)
+
+
+def _sees(viewer: VisibleTo, engine: Engine) -> bool:
+    """`_VISIBLE` for one engine already read (the list cursor)."""
+    return engine.owner == viewer.user or any(
+        (g.kind is GranteeKind.user and g.name == viewer.user)
+        or (g.kind is GranteeKind.group and g.name in viewer.groups)
+        for g in engine.grants
+    )
+
+
+def _quota(owner: str | None, limit: int | None) -> dict[str, Any]:
+    """Variables of `_QUOTA` (none when the write is not quota-checked)."""
+    if owner is None or limit is None:
+        return {}
+    return {
+        "owner": owner,
+        "limit": limit,
+        "inactive": sorted(s.value for s in INACTIVE_STATES),
+        "ogid": RecordID("rucat_owner_guard", owner),
+    }
+
+
+def _raise_quota(error: QueryFailed, owner: str | None, limit: int | None) -> None:
+    """Turn `_QUOTA`'s THROW into QuotaExceeded; any other failure is left to the caller."""
+    at = error.text.find(_QUOTA_MARK)
+    if at < 0 or owner is None or limit is None:
+        return
+    digits = error.text[at + len(_QUOTA_MARK) :].split()[0].rstrip(".,;'\"")
+    active = int(digits) if digits.isdigit() else limit
+    raise QuotaExceeded(owner=owner, limit=limit, active=active) from error
+
+
 def _utc(value: datetime, what: str) -> datetime:
     if value.utcoffset() is None:
         raise InvalidRequest(f"{what} must be a timezone-aware datetime, got {value!r}")
@@ -199,6 +275,11 @@ def _doc(engine: Engine) -> dict[str, Any]:
         "next_update_time": _utc(engine.next_update_time, "next_update_time"),
         "revision": engine.revision,
     }
+    if engine.owner is not None:
+        doc["owner"] = engine.owner
+    doc["grants"] = [
+        {"kind": g.kind.value, "name": g.name, "level": g.level.label} for g in engine.grants
+    ]
     for key in _OPTIONAL_STRINGS:
         value = getattr(engine, key)
         if key in ("message", "saved_logs"):
@@ -239,6 +320,11 @@ def _engine(doc: Any) -> Engine:
             last_activity_time=None if activity is None else _time(activity),
             connect_token=doc.get("connect_token"),
             saved_logs=doc.get("saved_logs"),
+            owner=doc.get("owner"),
+            grants=tuple(
+                Grant(kind=GranteeKind(g["kind"]), name=str(g["name"]), level=GRANTABLE[g["level"]])
+                for g in (doc.get("grants") or ())
+            ),
         )
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise StoreUnavailable(f"SurrealDB holds a malformed engine record: {e!r}") from e
@@ -332,19 +418,23 @@ class SurrealEngineStore:
         """Names the database in messages and logs; never contains a password."""
         return f"SurrealDB at {self._db.target.shown}"
 
-    async def add(self, *, engine: Engine, actor: str) -> Engine:
+    async def add(self, *, engine: Engine, actor: str, active_limit: int | None = None) -> Engine:
         stored = replace(engine, revision=0)
+        counted = active_limit is not None and engine.owner is not None
+        quota = _quota(engine.owner, active_limit if counted else None)
         try:
             (row,) = await self._db.run(
-                _ADD,
+                _ADD if counted else _ADD_UNCOUNTED,
                 write=True,
                 variables={
                     **_ids(engine.id, 0),
+                    **quota,
                     "doc": _doc(stored),
                     "event": _event_doc(stored, seq=0, from_state=None, actor=actor),
                 },
             )
         except QueryFailed as e:
+            _raise_quota(e, engine.owner, active_limit)
             if "already exists" not in e.text:
                 raise
             current = await self._find(engine.id)
@@ -370,17 +460,26 @@ class SurrealEngineStore:
         states: Collection[EngineState] | None = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        owner: str | None = None,
+        visible_to: VisibleTo | None = None,
     ) -> builtins.list[Engine]:
         if limit is not None and limit < 0:
             raise InvalidRequest(f"limit must be >= 0, got {limit}")
         if limit == 0 or (states is not None and len(states) == 0):
             if after is not None:
-                await self._cursor(after)
+                await self._cursor(after, owner=owner, visible_to=visible_to)
             return []
         conditions: builtins.list[str] = []
         variables: dict[str, Any] = {}
+        if owner is not None:
+            variables["owner"] = owner
+            conditions.append("owner = $owner")
+        if visible_to is not None:
+            variables["viewer"] = visible_to.user
+            variables["viewer_groups"] = sorted(visible_to.groups)
+            conditions.append(_VISIBLE)
         if after is not None:
-            variables["after_time"] = await self._cursor(after)
+            variables["after_time"] = await self._cursor(after, owner=owner, visible_to=visible_to)
             variables["after"] = after
             conditions.append(
                 "(create_time > $after_time OR (create_time = $after_time AND eid > $after))"
@@ -398,13 +497,21 @@ class SurrealEngineStore:
         (rows,) = await self._db.run(query + ";", variables)
         return [_engine(row) for row in _rows(rows)]
 
-    async def _cursor(self, after: EngineId) -> datetime:
+    async def _cursor(
+        self, after: EngineId, *, owner: str | None, visible_to: VisibleTo | None
+    ) -> datetime:
         found = await self._find(after)
+        if found is not None and owner is not None and found.owner != owner:
+            found = None
+        if found is not None and visible_to is not None and not _sees(visible_to, found):
+            found = None
         if found is None:
             raise InvalidRequest(f"unknown cursor {after!r}: no engine has this id")
         return found.create_time
 
-    async def transition(self, *, current: Engine, new: Engine, actor: str) -> Engine:
+    async def transition(
+        self, *, current: Engine, new: Engine, actor: str, active_limit: int | None = None
+    ) -> Engine:
         if new.id != current.id:
             raise InvalidRequest(f"a transition cannot change the engine id ({current.id})")
         stored = replace(new, revision=current.revision + 1)
@@ -414,17 +521,27 @@ class SurrealEngineStore:
             if with_event
             else {}
         )
-        (after,) = await self._db.run(
-            _TRANSITION,
-            write=True,
-            variables={
-                **_ids(current.id, stored.revision),
-                "expected": current.revision,
-                "doc": _doc(stored),
-                "with_event": with_event,
-                "event": event,
-            },
+        counted = (
+            active_limit is not None
+            and new.owner is not None
+            and becomes_active(current.state, new.state)
         )
+        try:
+            (after,) = await self._db.run(
+                _TRANSITION if counted else _TRANSITION_UNCOUNTED,
+                write=True,
+                variables={
+                    **_ids(current.id, stored.revision),
+                    **_quota(new.owner, active_limit if counted else None),
+                    "expected": current.revision,
+                    "doc": _doc(stored),
+                    "with_event": with_event,
+                    "event": event,
+                },
+            )
+        except QueryFailed as e:
+            _raise_quota(e, new.owner, active_limit)
+            raise
         rows = _rows(after)
         if rows:
             if with_event and new.state in LEASE_FALLBACK.values():
