@@ -30,44 +30,13 @@ from rucat.platforms import Absent, Failed, Pending, Ready, files
 from rucat.platforms import process as proc
 from rucat.platforms.local import LocalPlatform
 from tests.support import eventually, require_java
+from tests.support.fake_spark import FAKE_VERSION, make_fake_spark_home
 from tests.support.platforms import local_client_url, local_server_pids
-
-FAKE_VERSION = "9.9.9"
-
-#: A stand-in spark-submit. `--conf rucat.test.mode=...` picks what it does:
-#: serve (default) opens a plain TCP port (no Spark Connect) and logs it as the
-#: Connect port; exit:N exits with N; stubborn also ignores SIGTERM and has a child.
-FAKE_SPARK_SUBMIT = """\
-#!{python}
-import os, signal, socket, subprocess, sys, time
-args = sys.argv[1:]
-confs = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
-mode = confs.get("rucat.test.mode", "serve")
-conf_dir = os.environ.get("SPARK_CONF_DIR", "")
-print("fake spark-submit", os.getpid(), "SPARK_CONF_DIR=" + conf_dir, flush=True)
-if mode.startswith("exit:"):
-    print("fake: giving up", file=sys.stderr, flush=True)
-    sys.exit(int(mode[5:]))
-if mode == "stubborn":
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-server = socket.socket()
-server.bind(("127.0.0.1", 0))
-server.listen()
-port = server.getsockname()[1]
-print(f"INFO SparkConnectServer: Spark Connect server started at: 127.0.0.1:{{port}}", flush=True)
-time.sleep(3600)
-"""
 
 
 @pytest.fixture
 def fake_home(tmp_path: Path) -> Path:
-    home = tmp_path / "fake-spark"
-    (home / "bin").mkdir(parents=True)
-    script = home / "bin" / "spark-submit"
-    script.write_text(FAKE_SPARK_SUBMIT.format(python=sys.executable))
-    script.chmod(0o755)
-    return home
+    return make_fake_spark_home(tmp_path)
 
 
 def make_platform(data_dir: Path, fake_home: Path, grace: float = 5.0) -> LocalPlatform:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
+from typing import BinaryIO
 
 
 def append(path: Path, text: str) -> None:
@@ -39,20 +41,81 @@ def write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def tail(path: Path, lines: int, *, start: int = 0) -> str:
-    """The last `lines` lines of `path` from byte `start` on; '' if there is none."""
+#: Most bytes a tail reads from the end of a log, whatever its lines: the cost of
+#: a tail is bounded (the saved tail is cut to 64 KiB, a failure reason shorter).
+TAIL_MAX_BYTES = 1 << 20
+_CHUNK = 64 << 10
+
+
+def cut_marker(max_bytes: int) -> str:
+    """Starts a line whose beginning a tail left out: it is longer than `max_bytes`."""
+    return f"[rucat: line cut, a log tail reads at most {max_bytes} bytes] "
+
+
+def tail(path: Path, lines: int, *, start: int = 0, max_bytes: int = TAIL_MAX_BYTES) -> str:
+    """The last `lines` lines of `path` from byte `start` on; '' if there is none.
+
+    Reads at most `max_bytes` from the end, in chunks counted once each, so its
+    cost is linear in the bytes read and bounded. A line that starts before
+    that window is cut: its end is kept, after `cut_marker`. Blocking: call it
+    from async code with asyncio.to_thread.
+    """
     if lines <= 0:
         return ""
     try:
         with open(path, "rb") as f:
             end = f.seek(0, os.SEEK_END)
-            pos, data = end, b""
-            while pos > start and data.count(b"\n") <= lines:
-                step = min(64 << 10, pos - start)
+            floor = max(start, end - max_bytes)
+            chunks: list[bytes] = []  # from the end backwards
+            newlines, pos = 0, end
+            # lines + 1 newlines: the first of the last `lines` lines is whole.
+            while pos > floor and newlines <= lines:
+                step = min(_CHUNK, pos - floor)
                 pos -= step
                 f.seek(pos)
-                data = f.read(step) + data
+                chunk = f.read(step)
+                chunks.append(chunk)
+                newlines += chunk.count(b"\n")
+            starts_mid_line = pos > start and _byte_before(f, pos) != b"\n"
     except FileNotFoundError:
         return ""
-    kept = data.decode("utf-8", "replace").splitlines(keepends=True)[-lines:]
-    return "".join(kept)
+    return _last_lines(b"".join(reversed(chunks)), lines, starts_mid_line, max_bytes)
+
+
+def _byte_before(f: BinaryIO, pos: int) -> bytes:
+    f.seek(pos - 1)
+    return f.read(1)
+
+
+def _last_lines(data: bytes, lines: int, starts_mid_line: bool, max_bytes: int) -> str:
+    pieces = data.split(b"\n")
+    found = [p + b"\n" for p in pieces[:-1]]
+    if pieces[-1]:
+        found.append(pieces[-1])  # the last line, still without its newline
+    kept = found[-lines:]
+    text = b"".join(kept).decode("utf-8", "replace")
+    if starts_mid_line and len(kept) == len(found) and kept:
+        return cut_marker(max_bytes) + text
+    return text
+
+
+class LineWindow:
+    """The last `lines` lines of a log that arrives line by line (a pod's), in at
+    most about `max_bytes` characters; a longer line is cut as `tail` cuts it."""
+
+    def __init__(self, lines: int, *, max_bytes: int = TAIL_MAX_BYTES) -> None:
+        self._lines, self._max = lines, max_bytes
+        self._kept: deque[str] = deque()
+        self._size = 0
+
+    def add(self, line: str) -> None:
+        kept = self._kept
+        kept.append(line)
+        self._size += len(line)
+        while len(kept) > self._lines or (self._size > self._max and len(kept) > 1):
+            self._size -= len(kept.popleft())
+
+    def text(self) -> str:
+        if self._size > self._max:  # one line, longer than the window
+            return cut_marker(self._max) + self._kept[0][-self._max :]
+        return "".join(self._kept)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from rucat.config import KubernetesPlatformConfig
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Observation, Unknown
+from rucat.platforms import files
 from rucat.platforms import k8s_manifests as manifests
 from rucat.platforms.k8s_errors import as_api_error, status_code, status_message
 from rucat.platforms.k8s_status import observe_pod
@@ -271,22 +273,23 @@ class KubernetesPlatform:
 
     async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
         name = manifests.driver_pod_name(engine.id)
+        # The kubelet caps a container's log (containerLogMaxSize, 10 MiB by
+        # default); the window bounds what Rucat keeps of it, in linear time.
+        window = files.LineWindow(tail if tail is not None else sys.maxsize)
         try:
-            lines = [
-                line
-                async for line in self._api().log(
-                    name,
-                    namespace=self.config.namespace,
-                    container=manifests.DRIVER_CONTAINER,
-                    tail_lines=tail,
-                )
-            ]
+            async for line in self._api().log(
+                name,
+                namespace=self.config.namespace,
+                container=manifests.DRIVER_CONTAINER,
+                tail_lines=tail,
+            ):
+                window.add(line)
         except httpx2.HTTPError as e:
             # 404: no pod; 400: its container has not started. Either way, no log.
             if status_code(e) in (400, 404):
                 return ""
             raise self._failure(f"read the log of pod {name}", e) from e
-        return "".join(lines)
+        return window.text()
 
     async def close(self) -> None:
         for queue in self._subscribers:

@@ -47,8 +47,9 @@ from rucat.platforms import files, process
 
 log = logging.getLogger(__name__)
 
-#: Lines of the log quoted in a Failed reason.
+#: Lines of the log quoted in a Failed reason, and the most bytes read for them.
 FAILURE_LOG_LINES = 20
+FAILURE_LOG_BYTES = 16 << 10
 #: How often the watcher looks for engines that became ready (seconds).
 READY_POLL_SECS = 0.2
 #: How often the watcher looks for engines whose process exited (seconds).
@@ -277,8 +278,8 @@ class LocalPlatform:
         if run is None:
             return Absent()
         if not process.group_members(run.pid, run.start_time):
-            return Failed(self._failure_reason(engine.id, run))
-        port = self._bound_port(engine.id, run)
+            return Failed(await asyncio.to_thread(self._failure_reason, engine.id, run))
+        port = await asyncio.to_thread(self._bound_port, engine.id, run)
         if port is None:
             # Not ready yet: the watcher reports (changes()) when it is.
             self._awaiting_ready.setdefault(engine.id, engine.connect_token)
@@ -326,7 +327,9 @@ class LocalPlatform:
             how = f"could not be started: {status.get('error', 'unknown error')}"
         else:
             how = _describe_exit(int(status["returncode"]))
-        lines = files.tail(folder / _LOG, FAILURE_LOG_LINES, start=run.log_offset)
+        lines = files.tail(
+            folder / _LOG, FAILURE_LOG_LINES, start=run.log_offset, max_bytes=FAILURE_LOG_BYTES
+        )
         reason = f"the Spark Connect server {how}"
         return f"{reason}; last log lines:\n{lines}" if lines else reason
 
@@ -338,7 +341,9 @@ class LocalPlatform:
             run = self._read_run(engine.id)
             if run is not None:
                 await self._end_group(engine.id, run)
-                files.append(folder / _LOG, f"rucat: engine stopped at {_now()}\n")
+                await asyncio.to_thread(
+                    files.append, folder / _LOG, f"rucat: engine stopped at {_now()}\n"
+                )
             for leftover in (_RUN, _EXIT, _PROPS):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / leftover).unlink()
@@ -382,12 +387,10 @@ class LocalPlatform:
 
     async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
         path = self._dir(engine.id) / _LOG
+        # Off the event loop: a log's file may be large and its disk slow.
         if tail is None:
-            try:
-                return path.read_bytes().decode("utf-8", "replace")
-            except FileNotFoundError:
-                return ""
-        return files.tail(path, tail)
+            return await asyncio.to_thread(_read_whole, path)
+        return await asyncio.to_thread(files.tail, path, tail)
 
     # --- changes ----------------------------------------------------------------
 
@@ -442,7 +445,7 @@ class LocalPlatform:
         if run is None:
             self._awaiting_ready.pop(engine_id, None)
             return False
-        port = self._bound_port(engine_id, run)
+        port = await asyncio.to_thread(self._bound_port, engine_id, run)
         if port is None:
             return False
         try:
@@ -497,6 +500,13 @@ def _own_conf_dir(folder: Path, conf_dir: Path, spark_home: Path) -> Path:
             (ours / entry.name).symlink_to(entry.absolute())
     (ours / "log4j2.properties").write_text(spark.log4j2_config_text(spark_home))
     return ours
+
+
+def _read_whole(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _now() -> str:
