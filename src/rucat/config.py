@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +35,7 @@ from pydantic_settings import (
 )
 
 from rucat.domain.errors import ConfigError
+from rucat.domain.policy import Action, PolicyError, Rule
 
 #: Where `rucat monitor` looks when no --config-path is given (the seed's path).
 SEED_MONITOR_CONFIG_PATH = Path("/rucat_state_monitor/config.json")
@@ -266,6 +275,76 @@ class PlatformConfig(_OneOf):
     )
 
 
+# --- engine conf policy -----------------------------------------------------
+
+
+def _text_of_number(value: object) -> object:
+    # `"value": 50` in JSON means the limit "50"; booleans are not limits.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+_Text = Annotated[str, BeforeValidator(_text_of_number)]
+
+
+class PolicyRuleConfig(_Strict):
+    pattern: str = Field(
+        description="Glob on the conf key (fnmatch: * ? [..]), case-sensitive: "
+        "'spark.kubernetes.*', 'spark.executor.memory'."
+    )
+    action: Action = Field(
+        description="allow (any value), deny, fixed (Rucat sets `value`; the user may only "
+        "repeat it) or max (a count, number or size limit in `value`)."
+    )
+    value: _Text | None = Field(
+        None,
+        description="fixed: the value to set (literal pattern); max: the limit (50, 0.5, 16g).",
+    )
+    default: _Text | None = Field(
+        None, description="max only: the value set when the user sets none (literal pattern)."
+    )
+    unit: str | None = Field(
+        None,
+        description="max on sizes only: the unit of a bare number, e.g. 'm' as Spark's "
+        "memory confs read '4096'. Without it a bare number is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_rule(self) -> Self:
+        self.domain_rule()
+        return self
+
+    def domain_rule(self) -> Rule:
+        try:
+            return Rule(
+                self.pattern,
+                self.action,
+                value=self.value,
+                default=self.default,
+                unit=self.unit,
+                origin="the engine_policy config",
+            )
+        except PolicyError as e:
+            raise ValueError(str(e)) from e
+
+
+class EnginePolicyConfig(_Strict):
+    mode: Literal["extend", "replace"] = Field(
+        "extend",
+        description="extend: these rules are checked before the platform's built-in default "
+        "policy; replace: only these rules (Rucat's reserved confs always come first).",
+    )
+    rules: list[PolicyRuleConfig] = Field(
+        default_factory=list,
+        description="Ordered rules; the first whose pattern matches a key decides. Keys no "
+        "rule matches are refused.",
+    )
+
+    def domain_rules(self) -> list[Rule]:
+        return [rule.domain_rule() for rule in self.rules]
+
+
 # --- the whole tree ---------------------------------------------------------
 
 
@@ -323,6 +402,11 @@ class RucatConfig(BaseSettings):
     max_concurrency: int = Field(32, ge=1, description="Platform actions one monitor runs at once.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    engine_policy: EnginePolicyConfig = Field(
+        default_factory=EnginePolicyConfig,
+        description="Which engine confs users may set: rules that extend or replace the "
+        "platform's built-in default policy.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,64 @@ def test_secrets_do_not_show_in_the_config_repr(tmp_path: Path) -> None:
     text = repr(load_config(_write(tmp_path, data)))
     for secret in ("pass-in-file", "token-in-file", "pg-secret"):
         assert secret not in text
+
+
+# --- engine_policy ------------------------------------------------------------
+
+
+def test_an_engine_policy_loads_from_json_with_numbers_as_limits(tmp_path: Path) -> None:
+    raw = {
+        "engine_policy": {
+            "mode": "replace",
+            "rules": [
+                {"pattern": "spark.executor.instances", "action": "max", "value": 10},
+                {"pattern": "spark.executor.memory", "action": "max", "value": "8g", "unit": "m"},
+                {"pattern": "spark.sql.*", "action": "allow"},
+            ],
+        }
+    }
+    policy = load_config(_write(tmp_path, raw)).engine_policy
+    assert policy.mode == "replace"
+    assert [r.value for r in policy.rules] == ["10", "8g", None]
+
+
+def test_the_default_engine_policy_extends_with_no_rules() -> None:
+    policy = load_config().engine_policy
+    assert (policy.mode, policy.rules) == ("extend", [])
+
+
+@pytest.mark.parametrize(
+    ("policy", "fragment"),
+    [
+        ({"mode": "merge"}, "'engine_policy.mode'"),
+        ({"rules": [{"pattern": "a", "action": "block"}]}, "'engine_policy.rules.0.action'"),
+        ({"rules": [{"pattern": "a", "action": "max"}]}, "needs a value"),
+        ({"rules": [{"pattern": "a", "action": "max", "value": "huge"}]}, "not a count"),
+        ({"rules": [{"pattern": "a", "action": "max", "value": True}]}, "engine_policy.rules.0"),
+        ({"rules": [{"pattern": "a", "action": "allow", "why": "x"}]}, "unknown key"),
+        ({"rules": [{"action": "allow"}]}, "'engine_policy.rules.0.pattern'"),
+        ({"rules": {"pattern": "a"}}, "'engine_policy.rules'"),
+    ],
+    ids=[
+        "unknown-mode",
+        "unknown-action",
+        "max-without-limit",
+        "max-with-bad-limit",
+        "boolean-limit",
+        "unknown-rule-key",
+        "missing-pattern",
+        "rules-not-a-list",
+    ],
+)
+def test_a_bad_engine_policy_fails_at_load_naming_the_key(
+    tmp_path: Path, policy: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(_write(tmp_path, {"engine_policy": policy}))
+
+
+def test_engine_policy_rules_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "RUCAT_ENGINE_POLICY__RULES", json.dumps([{"pattern": "spark.x", "action": "deny"}])
+    )
+    assert load_config().engine_policy.rules[0].pattern == "spark.x"

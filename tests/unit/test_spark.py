@@ -86,7 +86,8 @@ def test_a_reserved_conf_is_refused_naming_the_key_and_the_platform() -> None:
     with pytest.raises(InvalidRequest) as e:
         spark.validate_request(request(**{"spark.master": "yarn"}), LOCAL)
     assert e.value.message == (
-        "config 'spark.master' is reserved: Rucat sets it on the Local platform"
+        "config 'spark.master' is reserved: Rucat sets it "
+        "(rule 'spark.master' (fixed) of Rucat's reserved confs on the Local platform)"
     )
 
 

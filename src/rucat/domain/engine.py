@@ -17,6 +17,7 @@ from datetime import datetime
 from rucat.domain.access import Grant
 from rucat.domain.errors import InvalidRequest
 from rucat.domain.state import EngineState
+from rucat.domain.text import check_label, has_lone_surrogate
 
 EngineId = str
 
@@ -28,7 +29,6 @@ _ID_RE = re.compile(r"^[a-z][a-z0-9]{%d}$" % (_ID_LENGTH - 1))
 
 MAX_NAME_LENGTH = 255
 _VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class EngineType(enum.StrEnum):
@@ -54,8 +54,7 @@ def validate_name(name: str) -> str:
         raise InvalidRequest("name must be a non-empty string")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidRequest(f"name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
-    if _CONTROL_RE.search(name):
-        raise InvalidRequest("name must not contain control characters")
+    check_label("name", name)
     return name
 
 
@@ -70,14 +69,15 @@ def validate_configs(configs: Mapping[str, str]) -> dict[str, str]:
     for key, value in configs.items():
         if not key:
             raise InvalidRequest("config keys must be non-empty")
-        if "=" in key or any(c.isspace() for c in key) or _CONTROL_RE.search(key):
-            raise InvalidRequest(
-                f"config key {key!r} must not contain '=', whitespace or control characters"
-            )
+        if "=" in key or any(c.isspace() for c in key):
+            raise InvalidRequest(f"config key {key!r} must not contain '=' or whitespace")
+        check_label(f"config key {key!r}", key)
         if not isinstance(value, str):
             raise InvalidRequest(f"config {key!r} must be a string")
         if "\x00" in value or "\n" in value or "\r" in value:
             raise InvalidRequest(f"config {key!r} must not contain NUL or line breaks")
+        if has_lone_surrogate(value):
+            raise InvalidRequest(f"config {key!r} must not contain lone surrogates (not UTF-8)")
         out[key] = value
     return out
 

@@ -19,11 +19,13 @@ import re
 import uuid
 import zipfile
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from rucat.config import PlatformConfig
 from rucat.domain.engine import CreateEngineRequest, EngineId, EngineType
 from rucat.domain.errors import ConfigError, InvalidRequest
+from rucat.domain.policy import Policy
 
 #: The main class of the Spark Connect server, launched through spark-submit.
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -53,12 +55,17 @@ _RESERVED: dict[str, frozenset[str]] = {
     # Local processes: Rucat also chooses where the driver binds and advertises.
     "Local": _COMMON_RESERVED | {"spark.driver.host", "spark.driver.bindAddress"},
     "Standalone": _COMMON_RESERVED | {"spark.driver.host", "spark.driver.bindAddress"},
-    # Kubernetes: the seed's six, plus the endpoint and what names the pods.
+    # Kubernetes: the seed's six, plus the endpoint, what names the pods, and the
+    # ports the driver's service and network rules are built on.
     "Kubernetes": _COMMON_RESERVED
     | {
+        "spark.driver.bindAddress",
+        "spark.driver.blockManager.port",
         "spark.driver.extraJavaOptions",
         "spark.driver.host",
+        "spark.driver.port",
         "spark.kubernetes.container.image",
+        "spark.kubernetes.container.image.pullPolicy",
         "spark.kubernetes.driver.pod.name",
         "spark.kubernetes.executor.podNamePrefix",
         "spark.kubernetes.namespace",
@@ -66,6 +73,7 @@ _RESERVED: dict[str, frozenset[str]] = {
         "spark.kubernetes.executor.podTemplateFile",
         "spark.kubernetes.executor.podTemplateContainerName",
         "spark.kubernetes.driver.reusePersistentVolumeClaim",
+        "spark.ui.port",
     },
 }
 
@@ -138,9 +146,13 @@ def spark_home_for(version: str, spark_homes: Mapping[str, str]) -> Path:
     raise InvalidRequest(f"Spark {version} is not available; available: {available}")
 
 
-def validate_request(request: CreateEngineRequest, platform: PlatformConfig) -> None:
+def validate_request(
+    request: CreateEngineRequest, platform: PlatformConfig, *, policy: Policy | None = None
+) -> CreateEngineRequest:
     """Refuse a Spark engine the configured platform cannot run; raises InvalidRequest.
 
+    Returns the request to store: its confs as `policy` settles them (the
+    platform's default policy when None; see rucat.engines.spark_policy).
     Pure: reads the config only, never contacts the platform.
     """
     if request.engine_type is not EngineType.Spark:
@@ -152,12 +164,12 @@ def validate_request(request: CreateEngineRequest, platform: PlatformConfig) -> 
             f"Spark {request.version} is not available on the {variant} platform; "
             f"available: {', '.join(versions)}"
         )
-    reserved = reserved_confs(variant)
-    for key in sorted(request.configs):
-        if key in reserved:
-            raise InvalidRequest(
-                f"config {key!r} is reserved: Rucat sets it on the {variant} platform"
-            )
+    if policy is None:
+        from rucat.engines.spark_policy import engine_policy  # it builds on this module
+
+        policy = engine_policy(variant)
+    settled = policy.settled(request.configs)
+    return request if settled == request.configs else replace(request, configs=settled)
 
 
 def app_name(engine_id: EngineId) -> str:

@@ -25,6 +25,7 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine
 from rucat.domain.errors import EngineNotFound, PlatformError, StoreUnavailable
 from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import validate_request
+from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
 from rucat.server.actions import apply_user_action
 from rucat.server.auth import Authenticator, principal_of
@@ -87,6 +88,7 @@ def create_app(
         strict_content_type=False,
     )
     authenticator = authenticator or Authenticator(config.auth_provider)
+    policy = engine_policy(config.platform.variant, config.engine_policy)
     metrics = Metrics()
     app.state.www_authenticate = authenticator.challenge
     install_error_handlers(app)
@@ -133,7 +135,8 @@ def create_app(
             version=body.version,
             configs=dict(body.configs),
         )
-        validate_request(wanted, config.platform)  # versions the platform runs, reserved confs
+        # Versions the platform runs, and the confs the engine policy allows (400 otherwise).
+        wanted = validate_request(wanted, config.platform, policy=policy)
         engine = new_engine(wanted, platform=config.platform.variant, now=clock())
         stored = await store.add(engine=engine, actor=actor_of(request))
         log.info(
