@@ -141,12 +141,44 @@ class UsersAuthConfig(_Strict):
         return self
 
 
+class OidcAuthConfig(_Strict):
+    issuer: str = Field("", description="Expected `iss` of tokens (the identity provider's URL).")
+    audience: str = Field("", description="Expected `aud` of tokens (this server's client id).")
+    jwks_uri: str = Field(
+        "", description="URL of the identity provider's JSON Web Key Set (http or https)."
+    )
+    username_claim: str = Field("preferred_username", description="Claim naming the user.")
+    groups_claim: str = Field("groups", description="Claim listing the user's groups.")
+    admin_groups: list[str] = Field(
+        default_factory=list, description="Members of any of these groups are admins."
+    )
+    leeway_secs: float = Field(30.0, ge=0, le=300, description="Clock skew allowed on exp and nbf.")
+    jwks_refresh_secs: float = Field(
+        30.0,
+        gt=0,
+        description="An unknown key id refetches the key set at most this often.",
+    )
+    jwks_timeout_secs: float = Field(5.0, gt=0, description="Timeout of one key set fetch.")
+
+    @model_validator(mode="after")
+    def _given(self) -> Self:
+        missing = [k for k in ("issuer", "audience", "jwks_uri") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} must be given")
+        if not self.jwks_uri.startswith(("http://", "https://")):
+            raise ValueError("jwks_uri must be an http:// or https:// URL")
+        return self
+
+
 class AuthProviderConfig(_OneOf):
     StaticAuthProviderConfig: StaticAuthConfig | None = Field(
         None, description="Fixed credentials from this config (or the environment)."
     )
     Users: UsersAuthConfig | None = Field(
         None, description="Named users with argon2id password hashes (HTTP Basic)."
+    )
+    Oidc: OidcAuthConfig | None = Field(
+        None, description="Bearer JWTs from an OpenID Connect identity provider."
     )
 
 

@@ -27,6 +27,7 @@ from rucat.domain.engine import Engine
 from rucat.domain.state import EngineState
 from rucat.platforms import Platform
 from rucat.server.app import create_app
+from rucat.server.auth import Authenticator
 from rucat.store import EngineStore, open_store
 from tests.conftest import FakeClock
 from tests.support.postgres import postgres_database_uri, postgres_server  # noqa: F401 (fixtures)
@@ -73,10 +74,18 @@ async def running_api(
     auth: httpx.Auth | None = None,
     extra_routes: dict[str, Callable[..., Any]] | None = None,
     allow_internal_errors: bool = False,
+    authenticator: Authenticator | None = None,
 ) -> AsyncIterator[Api]:
     clock = clock or FakeClock()
     notified: list[str] = []
-    app = create_app(config, store=store, platform=platform, clock=clock, notify=notified.append)
+    app = create_app(
+        config,
+        store=store,
+        platform=platform,
+        clock=clock,
+        notify=notified.append,
+        authenticator=authenticator,
+    )
     for route, handler in (extra_routes or {}).items():
         app.add_api_route(route, handler)
     bugs = _InternalErrors()

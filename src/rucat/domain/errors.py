@@ -46,6 +46,10 @@ class Unauthenticated(PermanentError):
     """Missing or wrong credentials."""
 
 
+class IdentityProviderUnavailable(RetryableError):
+    """Credentials cannot be checked now: the identity provider (its key set) is unreachable."""
+
+
 class EngineNotFound(PermanentError):
     """No engine has this id."""
 

@@ -87,7 +87,7 @@ def create_app(
         # A body without Content-Type is read as JSON (curl users forget -H).
         strict_content_type=False,
     )
-    authenticator = authenticator or Authenticator(config.auth_provider)
+    authenticator = authenticator or Authenticator(config.auth_provider, clock=clock)
     policy = engine_policy(config.platform.variant, config.engine_policy)
     metrics = Metrics()
     app.state.www_authenticate = authenticator.challenge

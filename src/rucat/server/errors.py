@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rucat.domain.errors import (
     ConfigError,
     EngineNotFound,
+    IdentityProviderUnavailable,
     InvalidRequest,
     RetryableError,
     RucatError,
@@ -38,6 +39,7 @@ _STATUS: tuple[tuple[type[RucatError], int], ...] = (
     (EngineNotFound, 404),
     (StateConflict, 409),
     (StoreUnavailable, 503),
+    (IdentityProviderUnavailable, 503),
     (RetryableError, 503),
     (ConfigError, 500),
 )

@@ -503,7 +503,9 @@ async def start_proxy(
     tls = _read_tls(config)
     proxy = Proxy(
         store=store,
-        credentials=ProxyCredentials(authenticator or Authenticator(config.auth_provider)),
+        credentials=ProxyCredentials(
+            authenticator or Authenticator(config.auth_provider, clock=clock)
+        ),
         clock=clock,
         route_ttl_secs=route_ttl_secs,
         activity_interval_secs=activity_interval_secs,

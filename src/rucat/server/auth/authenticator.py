@@ -8,11 +8,14 @@ mode). Nothing here logs: a credential never reaches a log line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from rucat.config import AuthProviderConfig
 from rucat.domain.errors import Unauthenticated
 from rucat.domain.principal import ANONYMOUS_ADMIN, Principal
+from rucat.server.auth.oidc import OidcProvider
 from rucat.server.auth.static import StaticProvider
 from rucat.server.auth.users import UsersProvider
 
@@ -29,19 +32,33 @@ class Provider(Protocol):
         ...
 
 
-def _provider(config: AuthProviderConfig) -> Provider:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _provider(config: AuthProviderConfig, seconds: Callable[[], float]) -> Provider:
     if config.StaticAuthProviderConfig is not None:
         return StaticProvider(config.StaticAuthProviderConfig)
     if config.Users is not None:
-        return UsersProvider(config.Users)
+        return UsersProvider(config.Users, clock=seconds)
+    if config.Oidc is not None:
+        return OidcProvider(config.Oidc, clock=seconds)
     raise AssertionError(f"unhandled auth provider {config.variant}")
 
 
 class Authenticator:
     """Checks an ``Authorization`` value against the configured provider."""
 
-    def __init__(self, config: AuthProviderConfig | None) -> None:
-        self._provider = _provider(config) if config is not None else None
+    def __init__(
+        self,
+        config: AuthProviderConfig | None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        """`clock` decides every expiry (cached passwords, key set refreshes)."""
+        self._clock = clock
+        seconds = self._seconds
+        self._provider = _provider(config, seconds) if config is not None else None
         schemes = self._provider.schemes if self._provider is not None else ()
         #: HTTP auth schemes accepted ("basic", "bearer"), for the OpenAPI document.
         self.schemes: list[str] = list(schemes)
@@ -49,6 +66,9 @@ class Authenticator:
         self.challenge = ", ".join(
             'Basic realm="rucat"' if s == "basic" else s.capitalize() for s in self.schemes
         )
+
+    def _seconds(self) -> float:
+        return self._clock().timestamp()
 
     @property
     def enabled(self) -> bool:
