@@ -22,6 +22,7 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,11 @@ from kubernetes_validate import utils as kv
 from tools.get_helm import HelmUnavailable, helm_path
 
 from rucat.config import RucatConfig, load_config
-from rucat.platforms.k8s_manifests import DRIVER_RULES, MONITOR_RULES
+from rucat.domain.engine import Engine, EngineType, new_engine_id
+from rucat.domain.state import EngineState
+from rucat.platforms import k8s_manifests as m
+from rucat.platforms import k8s_security as sec
+from rucat.platforms.k8s_rbac import DRIVER_RULES, MONITOR_RULES
 from tests.integration.test_dockerfile import (
     DOCKERFILE,
     final_stage,
@@ -39,6 +44,7 @@ from tests.integration.test_dockerfile import (
     parse_dockerfile,
 )
 from tests.support import require
+from tests.support.fake_kube_rules import pod_security_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "rucat"
@@ -51,8 +57,9 @@ POSTGRES: dict[str, Any] = {
     "server": {"replicas": 2, "connectTlsSecret": "rucat-connect-tls"},
     "monitor": {"replicas": 3},
     "auth": {"bearerToken": "tok-123", "username": "admin", "password": "basic-pass"},
+    # A namespace the cluster's admin made (and labelled) beforehand.
+    "engines": {"namespace": "spark-jobs", "createNamespace": False},
     "spark": {
-        "namespace": "rucat-engines",
         "images": {"4.0.1": "registry.example/spark:4.0.1"},
         "versions": ["4.0.1"],
     },
@@ -237,11 +244,12 @@ def test_names_labels_and_ports_are_what_kubernetes_accepts(rendered: Rendered) 
     for doc in rendered.docs:
         meta = doc["metadata"]
         name = meta["name"]
-        if doc["kind"] == "Service":
+        if doc["kind"] in ("Service", "Namespace"):
             assert DNS1123_LABEL.match(name) and len(name) <= 63, name
         else:
             assert DNS1123_SUBDOMAIN.match(name) and len(name) <= 253, name
-        assert DNS1123_LABEL.match(meta["namespace"]), meta
+        if doc["kind"] != "Namespace":  # the one cluster-scoped kind the chart makes
+            assert DNS1123_LABEL.match(meta["namespace"]), meta
         for value in meta.get("labels", {}).values():
             assert len(value) <= 63 and re.match(
                 r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", value
@@ -305,6 +313,11 @@ def test_every_reference_between_objects_resolves(rendered: Rendered) -> None:
         assert exists("Role", binding["roleRef"]["name"], namespace)
         for subject in binding["subjects"]:
             assert exists("ServiceAccount", subject["name"], subject["namespace"]), subject
+    # Every object is in the release's namespace or the engines' (the only one made).
+    engines = platform_section(rendered)["namespace"]
+    assert {d["metadata"]["name"] for d in rendered.of("Namespace")} <= {engines}
+    for doc in rendered.docs:
+        assert doc["metadata"].get("namespace") in (None, NAMESPACE, engines), doc["metadata"]
 
 
 # --- RBAC ---------------------------------------------------------------------
@@ -324,10 +337,7 @@ def granted(rendered: Rendered, account: str, account_namespace: str, namespace:
         ):
             continue
         role = rendered.one("Role", binding["roleRef"]["name"], namespace)
-        for rule in role["rules"]:
-            if rule["apiGroups"] != [""]:
-                continue
-            grants |= {f"{r}:{v}" for r in rule["resources"] for v in rule["verbs"]}
+        grants |= rule_grants(role["rules"])
     return grants
 
 
@@ -337,10 +347,11 @@ def platform_section(rendered: Rendered) -> dict[str, Any]:
 
 
 def rule_grants(rules: list[dict[str, Any]]) -> set[str]:
+    """Every "[group/]resource:verb" the rules grant (no group for the core API)."""
     return {
-        f"{resource}:{verb}"
+        f"{group + '/' if group else ''}{resource}:{verb}"
         for rule in rules
-        if rule["apiGroups"] == [""]
+        for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
@@ -351,15 +362,11 @@ def test_monitor_role_grants_what_the_kubernetes_platform_needs(rendered: Render
     account = dep["spec"]["template"]["spec"]["serviceAccountName"]
     engines_namespace = platform_section(rendered)["namespace"]
     grants = granted(rendered, account, NAMESPACE, engines_namespace)
-    needed = {
-        f"{resource}:{verb}"
-        for resource in ("pods", "services", "secrets")
-        for verb in ("create", "delete", "get", "list", "watch", "patch")
-    } | {"pods/log:get"}
-    # ... and whatever the platform itself declares it needs.
-    needed |= rule_grants(MONITOR_RULES)
-    assert needed <= grants, f"missing: {sorted(needed - grants)}"
+    # Exactly what the platform declares it needs: nothing missing, nothing more.
+    assert grants == rule_grants(MONITOR_RULES)
+    assert {"pods:create", "secrets:patch", "networking.k8s.io/networkpolicies:create"} <= grants
     assert not any(g.startswith(("roles", "rolebindings", "serviceaccounts")) for g in grants)
+    assert not [g for g in grants if g.split(":")[1] in ("update", "deletecollection", "*")]
 
 
 def test_driver_service_account_may_manage_its_executors(rendered: Rendered) -> None:
@@ -367,13 +374,9 @@ def test_driver_service_account_may_manage_its_executors(rendered: Rendered) -> 
     namespace = platform["namespace"]
     account = rendered.one("ServiceAccount", platform["service_account"], namespace)
     grants = granted(rendered, account["metadata"]["name"], namespace, namespace)
-    needed = {
-        f"{resource}:{verb}"
-        for resource in ("pods", "services", "configmaps", "persistentvolumeclaims")
-        for verb in ("create", "delete", "get", "list", "watch")
-    } | rule_grants(DRIVER_RULES)
-    assert needed <= grants, f"missing: {sorted(needed - grants)}"
-    assert not any(g.startswith("secrets:") for g in grants)
+    # Only what a client-mode driver uses: its executor pods.
+    assert grants == rule_grants(DRIVER_RULES)
+    assert {g.split(":")[0] for g in grants} == {"pods"}
 
 
 def test_server_reads_driver_logs_and_changes_nothing_on_its_own_account(
@@ -461,7 +464,7 @@ def test_postgres_values_reach_rucat_from_the_secret_only(
         assert config.check_interval_secs == 2 and config.max_concurrency == 8
         kubernetes = config.platform.Kubernetes
         assert kubernetes is not None
-        assert kubernetes.namespace == "rucat-engines"
+        assert kubernetes.namespace == "spark-jobs"
         assert kubernetes.images == {"4.0.1": "registry.example/spark:4.0.1"}
         assert kubernetes.fail_when_unschedulable is False
         assert kubernetes.service_account == "rucat-spark"
@@ -570,6 +573,10 @@ def test_containers_run_hardened_as_the_images_user(rendered: Rendered) -> None:
         ({"auth": {"password": "x"}}, "auth.username"),
         ({"server": {"connectPort": 3000}}, "must differ"),
         ({"server": {"port": 70000}}, "between 1 and 65535"),
+        ({"engines": {"namespace": NAMESPACE}}, "must differ from the release namespace"),
+        ({"engines": {"namespace": "Engines_NS"}}, "is not a DNS-1123 label"),
+        ({"engines": {"podSecurity": "loose"}}, "engines.podSecurity must be"),
+        ({"spark": {"namespace": "old-style"}}, "spark.namespace is now engines.namespace"),
     ],
 )
 def test_chart_refuses_values_that_cannot_work(
@@ -577,7 +584,9 @@ def test_chart_refuses_values_that_cannot_work(
 ) -> None:
     values_file = tmp_path / "values.json"
     values_file.write_text(json.dumps(values), encoding="utf-8")
-    result = run_helm(helm, "template", RELEASE, str(CHART), "-f", str(values_file))
+    result = run_helm(
+        helm, "template", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values_file)
+    )
     assert result.returncode != 0
     assert message in result.stderr
 
@@ -594,3 +603,110 @@ def test_chart_mounts_config_where_the_image_looks_for_it(default: Rendered) -> 
         )
         assert Path(mounts["config"]) / "config.json" == image_path
         assert volume["configMap"]["name"] == RELEASE
+
+
+# --- isolation of the engines ----------------------------------------------------------
+
+
+def test_engines_run_in_their_own_namespace_enforcing_pod_security_restricted(
+    default: Rendered,
+) -> None:
+    engines = platform_section(default)["namespace"]
+    assert engines == f"{RELEASE}-engines" != NAMESPACE
+    (namespace,) = default.of("Namespace")
+    assert namespace["metadata"]["name"] == engines
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_the_engines_namespace_holds_nothing_of_rucats_own(rendered: Rendered) -> None:
+    engines = platform_section(rendered)["namespace"]
+    there = {d["kind"] for d in rendered.docs if d["metadata"].get("namespace") == engines}
+    # RBAC for the monitor and the drivers, the drivers' account and the network policy.
+    assert there <= {"Role", "RoleBinding", "ServiceAccount", "NetworkPolicy"}, there
+    for kind in ("Secret", "PersistentVolumeClaim", "Service", "ConfigMap", "Deployment"):
+        assert all(d["metadata"]["namespace"] == NAMESPACE for d in rendered.of(kind)), kind
+
+
+def test_a_namespace_made_beforehand_is_used_as_is(postgres: Rendered) -> None:
+    assert postgres.of("Namespace") == []
+    assert platform_section(postgres)["namespace"] == "spark-jobs"
+    assert postgres.one("NetworkPolicy", f"{RELEASE}-engines", "spark-jobs")
+
+
+def test_rucats_own_pods_and_its_driver_pods_satisfy_pod_security_restricted(
+    rendered: Rendered, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    for dep in rendered.of("Deployment"):
+        name = dep["metadata"]["name"]
+        assert pod_security_problems(dep["spec"]["template"], "restricted") == [], name
+    # The driver pods the monitor will create with the chart's config.
+    config = load_as(rendered, "monitor", tmp_path, clean_env).platform.Kubernetes
+    assert config is not None
+    driver = m.pod_manifest(chart_engine(), config)
+    assert pod_security_problems(driver, "restricted") == []
+    template = sec.executor_pod_template(config)
+    assert pod_security_problems(template, "restricted") == []
+
+
+def chart_engine() -> Engine:
+    now = datetime.now(UTC)
+    return Engine(
+        id=new_engine_id(),
+        name="chart",
+        engine_type=EngineType.Spark,
+        version="4.0.1",
+        configs={},
+        state=EngineState.TriggerStart,
+        platform="Kubernetes",
+        create_time=now,
+        update_time=now,
+        next_update_time=now,
+    )
+
+
+def test_engines_admit_spark_connect_and_the_ui_only_from_rucats_server_pods(
+    rendered: Rendered,
+) -> None:
+    engines = platform_section(rendered)["namespace"]
+    policy = rendered.one("NetworkPolicy", f"{RELEASE}-engines", engines)
+    spec = policy["spec"]
+    assert spec["podSelector"] == {}  # every pod in the namespace
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {
+        ("TCP", m.CONNECT_PORT),
+        ("TCP", m.UI_PORT),
+    }
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+    selector = peer["podSelector"]["matchLabels"]
+    selected = {
+        c["args"][0]
+        for d in rendered.of("Deployment")
+        if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert "server" in selected
+    # With PostgreSQL the monitors have pods of their own, and no way in.
+    for dep in rendered.of("Deployment"):
+        commands = {c["args"][0] for c in dep["spec"]["template"]["spec"]["containers"]}
+        if commands == {"monitor"}:
+            labels = dep["spec"]["template"]["metadata"]["labels"]
+            assert not selector.items() <= labels.items()
+    assert platform_section(rendered)["network_policies"] is True
+
+
+def test_network_policies_can_be_turned_off(
+    helm: Path, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    rendered = Rendered(render(helm, {"engines": {"networkPolicy": {"enabled": False}}}, tmp_path))
+    assert rendered.of("NetworkPolicy") == []
+    assert platform_section(rendered)["network_policies"] is False
+    dep, _ = rendered.container("monitor")
+    account = dep["spec"]["template"]["spec"]["serviceAccountName"]
+    grants = granted(rendered, account, NAMESPACE, platform_section(rendered)["namespace"])
+    assert not [g for g in grants if g.startswith("networking.k8s.io/")]
+    monitor = load_as(rendered, "monitor", tmp_path, clean_env).platform.Kubernetes
+    assert monitor is not None and monitor.network_policies is False

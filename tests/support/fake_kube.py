@@ -3,12 +3,13 @@
 No real API server can run on these machines, so this one speaks enough of
 core/v1 for Rucat's real client (lightkube) to drive it through a generated
 kubeconfig: pods, services, secrets, service accounts, config maps and
-namespaces; create (409 on duplicates, 422 on invalid objects), get, list
-(label selectors), delete (404 when missing), merge patch, replace, and watch
-(streamed JSON lines, resumable from a resourceVersion, 410 when it is too
-old). pods/log serves text set by the test. Namespaces labelled
-`pod-security.kubernetes.io/enforce` refuse pods that break that Pod Security
-level (403), as Pod Security Admission does (rules in fake_kube_rules.py).
+namespaces, and networking.k8s.io/v1 network policies; create (409 on
+duplicates, 422 on invalid objects), get, list (label selectors), delete (404
+when missing), merge patch, replace, and watch (streamed JSON lines,
+resumable from a resourceVersion, 410 when it is too old). pods/log serves
+text set by the test. Namespaces labelled `pod-security.kubernetes.io/enforce`
+refuse pods that break that Pod Security level (403), as Pod Security
+Admission does (rules in fake_kube_rules.py).
 
 There is no scheduler or kubelet: tests play them with plain methods
 (`kubelet_ready`, `kubelet_image_pull_backoff`, `scheduler_unschedulable`,
@@ -47,6 +48,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from tests.support.fake_kube_rules import (
+    GROUP_VERSIONS,
     KINDS,
     ApiFailure,
     Obj,
@@ -359,7 +361,7 @@ class FakeKube:
 
     def _store(self, plural: str, namespace: str, obj: Obj, *, event: str = "ADDED") -> Obj:
         self._rv += 1
-        obj["apiVersion"] = "v1"
+        obj["apiVersion"] = GROUP_VERSIONS.get(plural, "v1")
         obj["kind"] = KINDS[plural]
         meta = obj.setdefault("metadata", {})
         meta["resourceVersion"] = str(self._rv)
@@ -440,6 +442,21 @@ class FakeKube:
                 methods=["GET", "DELETE", "PATCH", "PUT"],
             ),
         ]
+        for group_version in sorted(set(GROUP_VERSIONS.values())):
+            group = f"/apis/{group_version}"
+            routes += [
+                Route(f"{group}/{{plural}}", self._all_namespaces),
+                Route(
+                    f"{group}/namespaces/{{ns}}/{{plural}}",
+                    self._collection,
+                    methods=["GET", "POST", "DELETE"],
+                ),
+                Route(
+                    f"{group}/namespaces/{{ns}}/{{plural}}/{{name}}",
+                    self._item,
+                    methods=["GET", "DELETE", "PATCH", "PUT"],
+                ),
+            ]
         return Starlette(routes=routes)
 
     def _authorize(self, request: Request) -> None:
@@ -469,7 +486,12 @@ class FakeKube:
     ) -> Response:
         try:
             self._authorize(request)
-            if plural not in KINDS:
+            served = (
+                request.url.path.startswith(f"/apis/{GROUP_VERSIONS[plural]}/")
+                if plural in GROUP_VERSIONS
+                else request.url.path.startswith("/api/v1/")
+            )
+            if plural not in KINDS or not served:
                 raise ApiFailure(404, "NotFound", f"the server could not find {plural}")
             return await self._dispatch(request, plural, ns, name)
         except ApiFailure as e:

@@ -27,7 +27,10 @@ KINDS = {
     "serviceaccounts": "ServiceAccount",
     "configmaps": "ConfigMap",
     "namespaces": "Namespace",
+    "networkpolicies": "NetworkPolicy",
 }
+#: apiVersion of each kind outside the core group (served under /apis/<group>/<version>).
+GROUP_VERSIONS = {"networkpolicies": "networking.k8s.io/v1"}
 _LABEL_NAMES = frozenset({"services", "namespaces"})  # DNS-1123 labels, not subdomains
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -17,6 +17,7 @@ from rucat.domain.errors import PlatformRejected
 from rucat.domain.state import EngineState
 from rucat.platforms import k8s_manifests as m
 from rucat.platforms import k8s_security as sec
+from rucat.platforms.k8s_rbac import driver_rbac_manifests
 
 #: The Kubernetes version whose schema the manifests must satisfy.
 K8S_SCHEMA_VERSION = "1.31.0"
@@ -44,7 +45,14 @@ CONFIG = KubernetesPlatformConfig(namespace="spark-jobs")
 
 def all_manifests(e: Engine, config: KubernetesPlatformConfig = CONFIG) -> list[dict[str, Any]]:
     built = m.engine_manifests(e, config)
-    return [built.secret, built.service, built.pod, *m.driver_rbac_manifests("spark-jobs", "sa")]
+    assert built.network_policy is not None
+    return [
+        built.secret,
+        built.service,
+        built.network_policy,
+        built.pod,
+        *driver_rbac_manifests("spark-jobs", "sa"),
+    ]
 
 
 def validate(manifest: dict[str, Any]) -> None:
@@ -182,17 +190,22 @@ def test_labels_identify_the_engine_and_the_service_selects_only_its_driver() ->
     assert built.pod["spec"]["serviceAccountName"] == CONFIG.service_account
 
 
-def test_driver_rbac_lets_drivers_manage_executor_pods() -> None:
-    sa, role, binding = m.driver_rbac_manifests("ns1", "rucat-spark")
+def test_driver_rbac_lets_drivers_manage_executor_pods_and_nothing_else() -> None:
+    sa, role, binding = driver_rbac_manifests("ns1", "rucat-spark")
     assert sa["kind"] == "ServiceAccount"
-    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    resources = {r for rule in role["rules"] for r in rule["resources"]}
-    assert {"create", "get", "list", "watch", "delete"} <= verbs
-    assert {"pods", "services", "configmaps", "persistentvolumeclaims"} <= resources
+    (rule,) = role["rules"]
+    assert rule["apiGroups"] == [""] and rule["resources"] == ["pods"]
+    assert set(rule["verbs"]) == {"create", "get", "list", "watch", "delete", "deletecollection"}
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["name"] == "rucat-spark"
     for manifest in (sa, role, binding):
         validate(manifest)
+
+
+def test_drivers_need_no_config_maps_or_claims() -> None:
+    confs = m.spark_confs(engine(), CONFIG)
+    assert confs["spark.kubernetes.executor.disableConfigMap"] == "true"
+    assert confs["spark.kubernetes.driver.reusePersistentVolumeClaim"] == "false"
 
 
 # --- our checks catch what the schema lets through --------------------------

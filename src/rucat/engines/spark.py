@@ -74,6 +74,7 @@ _RESERVED: dict[str, frozenset[str]] = {
         "spark.kubernetes.executor.podTemplateContainerName",
         "spark.kubernetes.driver.reusePersistentVolumeClaim",
         "spark.ui.port",
+        "spark.kubernetes.executor.disableConfigMap",
     },
 }
 

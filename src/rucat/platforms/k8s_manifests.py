@@ -39,6 +39,7 @@ from rucat.platforms.k8s_security import (
     EXECUTOR_CONTAINER,
     EXECUTOR_TEMPLATE_KEY,
     container_security_context,
+    engine_network_policy,
     executor_pod_template_text,
     pod_security_context,
 )
@@ -51,6 +52,10 @@ ENGINE_ID_LABEL = "rucat.io/engine-id"
 COMPONENT_LABEL = "rucat.io/component"
 NAME_ANNOTATION = "rucat.io/engine-name"
 VERSION_ANNOTATION = "rucat.io/spark-version"
+#: On the engine's Secret (which no driver may write): the uid of the driver pod
+#: Rucat created. A pod with the driver's labels or name but another uid is not
+#: the engine's, whoever made it.
+DRIVER_UID_ANNOTATION = "rucat.io/driver-pod-uid"
 
 #: Selects every driver pod Rucat manages (what the platform watches).
 DRIVER_SELECTOR = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: "driver"}
@@ -215,8 +220,9 @@ def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, s
         # Executors are built from Rucat's template: restricted pod security, no token.
         "spark.kubernetes.executor.podTemplateFile": f"{SECRET_MOUNT}/{EXECUTOR_TEMPLATE_KEY}",
         "spark.kubernetes.executor.podTemplateContainerName": EXECUTOR_CONTAINER,
-        # Drivers may not list claims (their Role has none): never look for reusable ones.
+        # Drivers may not list claims or make config maps (their Role has neither).
         "spark.kubernetes.driver.reusePersistentVolumeClaim": "false",
+        "spark.kubernetes.executor.disableConfigMap": "true",
     }
     for key, value in engine_labels(engine_id, "executor").items():
         owned[f"spark.kubernetes.executor.label.{key}"] = value
@@ -363,67 +369,30 @@ class EngineManifests:
 
     secret: Manifest
     service: Manifest
+    #: None when config.network_policies is off.
+    network_policy: Manifest | None
     pod: Manifest
+
+
+def network_policy_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifest:
+    """Driver RPC and block manager ports (drivers and executors listen on them) are
+    open only to pods of the same engine."""
+    return engine_network_policy(
+        engine.id,
+        namespace=config.namespace,
+        selector=engine_selector(engine.id),
+        labels=engine_labels(engine.id, "network-policy"),
+        ports=(DRIVER_PORT, BLOCK_MANAGER_PORT),
+    )
 
 
 def engine_manifests(engine: Engine, config: KubernetesPlatformConfig) -> EngineManifests:
     return EngineManifests(
         secret=secret_manifest(engine, config),
         service=service_manifest(engine, config),
+        network_policy=network_policy_manifest(engine, config) if config.network_policies else None,
         pod=pod_manifest(engine, config),
     )
-
-
-# --- RBAC -------------------------------------------------------------------
-
-#: What a driver needs to run its executors (Spark's own documented needs).
-DRIVER_RULES: list[Manifest] = [
-    {
-        "apiGroups": [""],
-        "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
-        "verbs": ["create", "get", "list", "watch", "delete", "deletecollection", "patch"],
-    }
-]
-
-#: What a monitor needs to run engines with this platform.
-MONITOR_RULES: list[Manifest] = [
-    {
-        "apiGroups": [""],
-        "resources": ["pods", "services", "secrets"],
-        "verbs": ["create", "get", "list", "watch", "delete"],
-    },
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-]
-
-
-def driver_rbac_manifests(namespace: str, service_account: str) -> list[Manifest]:
-    """ServiceAccount, Role and RoleBinding that let driver pods manage executors.
-
-    The Helm chart renders the same rules; a test checks they agree.
-    """
-    role = f"{service_account}-driver"
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": service_account, "namespace": namespace},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": role, "namespace": namespace},
-            "rules": DRIVER_RULES,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": role, "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [
-                {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
-            ],
-        },
-    ]
 
 
 # --- our own checks (what the JSON schema misses) ----------------------------

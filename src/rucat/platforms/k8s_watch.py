@@ -14,7 +14,10 @@ to direct reads, so a stale view is never presented as the truth.
 
 Invariants: an entry is only replaced by a pod at least as new (by
 resourceVersion), and a DELETED event only removes the entry of the same pod
-(uid), so a late event of a deleted pod never hides its successor.
+(uid), so a late event of a deleted pod never hides its successor. Only pods
+the platform accepts (by uid: the driver pods Rucat created) become entries;
+anyone who may create pods in the namespace can copy Rucat's labels, so a pod
+with an engine's labels but another uid is never taken for that engine.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ log = logging.getLogger("rucat.platforms.kubernetes")
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 30.0
 _WATCH_WINDOW = 300.0
+#: Uids of ignored pods remembered (to log each once); then forgotten.
+_IGNORED_MAX = 10_000
 
 
 def label_selector(labels: Mapping[str, str]) -> dict[str, Any]:
@@ -70,11 +75,15 @@ class PodCache:
         *,
         observe: Callable[[EngineId, Mapping[str, Any]], Observation],
         on_change: Callable[[EngineId], None],
+        accept: Callable[[EngineId, str], bool] | None = None,
     ) -> None:
         self._api = api
         self._namespace = namespace
         self._observe = observe
         self._on_change = on_change
+        #: Whether the pod with this uid is the engine's driver; None accepts every pod.
+        self._accept = accept
+        self._ignored: set[str] = set()
         self._entries: dict[EngineId, Entry] = {}
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -126,6 +135,11 @@ class PodCache:
         uid = str(meta.get("uid") or "")
         version = _version(pod)
         current = self._entries.get(engine_id)
+        if kind in ("ADDED", "MODIFIED") and not self._accepts(engine_id, uid, meta):
+            # Not known to be Rucat's: let the monitor look (it reads the pod by its
+            # name and checks the recorded uid), never present it as the engine.
+            self._on_change(engine_id)
+            return
         if kind == "DELETED":
             if current is None or current.uid != uid:
                 return
@@ -149,8 +163,9 @@ class PodCache:
     def _replace_all(self, pods: Sequence[Mapping[str, Any]], list_version: int | None) -> None:
         fresh: dict[EngineId, Mapping[str, Any]] = {}
         for pod in pods:
-            engine_id = ((pod.get("metadata") or {}).get("labels") or {}).get(ENGINE_ID_LABEL)
-            if engine_id:
+            meta = pod.get("metadata") or {}
+            engine_id = (meta.get("labels") or {}).get(ENGINE_ID_LABEL)
+            if engine_id and self._accepts(engine_id, str(meta.get("uid") or ""), meta):
                 fresh[engine_id] = pod
         for engine_id, entry in list(self._entries.items()):
             if engine_id in fresh:
@@ -163,6 +178,22 @@ class PodCache:
             self._on_change(engine_id)
         for pod in fresh.values():
             self._apply("ADDED", pod)
+
+    def _accepts(self, engine_id: EngineId, uid: str, meta: Mapping[str, Any]) -> bool:
+        if self._accept is None or self._accept(engine_id, uid):
+            return True
+        if uid not in self._ignored:
+            if len(self._ignored) >= _IGNORED_MAX:
+                self._ignored.clear()
+            self._ignored.add(uid)
+            log.info(
+                "pod %s carries the driver labels of engine %s but is not the driver pod "
+                "this monitor knows Rucat created; not taken for the engine unless the "
+                "engine's record names it",
+                meta.get("name"),
+                engine_id,
+            )
+        return False
 
     # --- the loop ---------------------------------------------------------------
 

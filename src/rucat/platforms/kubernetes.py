@@ -1,9 +1,17 @@
 """Engines as Kubernetes driver pods: the Kubernetes Platform.
 
-Each engine is a Secret, a headless Service and a driver Pod named after its
-id (see k8s_manifests), so every action is idempotent: start() treats
-409 AlreadyExists as "adopt what is there" and never makes a second pod;
-stop() treats 404 as done. Observation is watch-driven (k8s_watch): inspect()
+Each engine is a Secret, a headless Service, a NetworkPolicy and a driver Pod
+named after its id (see k8s_manifests), so every action is idempotent: start()
+treats 409 AlreadyExists as "adopt what is there" and never makes a second
+pod; stop() treats 404 as done.
+
+Drivers run user code and may create pods in the namespace (their executors),
+so labels and names prove nothing: the uid the API server gave the driver pod
+Rucat created is recorded on the engine's Secret, which no driver may write,
+and a pod is only ever taken for an engine when its uid is the recorded one. A
+monitor that restarts (or another monitor) learns the uid from the Secret; a
+pod holding the driver's name without it is removed at start and reported as
+a failure, never adopted. Observation is watch-driven (k8s_watch): inspect()
 answers from memory, so idle engines cost no API calls; only a miss (which
 may mean "gone") is confirmed with one direct read before saying Absent.
 
@@ -25,14 +33,18 @@ import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.resources.core_v1 import Namespace, Pod, Secret, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
 
 from rucat.config import KubernetesPlatformConfig
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
-from rucat.domain.observation import Absent, Observation, Unknown
+from rucat.domain.observation import Absent, Failed, Observation, Unknown
 from rucat.platforms import files
 from rucat.platforms import k8s_manifests as manifests
 from rucat.platforms.k8s_errors import as_api_error, status_code, status_message
+from rucat.platforms.k8s_rbac import driver_rbac_manifests
+from rucat.platforms.k8s_security import network_policy_name
 from rucat.platforms.k8s_status import observe_pod
 from rucat.platforms.k8s_watch import PodCache, label_selector
 
@@ -44,7 +56,7 @@ _CHANGES_BUFFER = 10_000
 #: Status codes that will not pass by retrying the same request.
 _REJECTED = frozenset({400, 403, 404, 422})
 
-_Resource = type[Pod] | type[Service] | type[Secret]
+_Resource = type[Pod] | type[Service] | type[Secret] | type[NetworkPolicy]
 
 
 class KubernetesPlatform:
@@ -58,6 +70,8 @@ class KubernetesPlatform:
         self._client: AsyncClient | None = None
         self._cache: PodCache | None = None
         self._subscribers: set[asyncio.Queue[EngineId | None]] = set()
+        #: engine id -> uid of the driver pod Rucat created (as recorded on its Secret).
+        self._driver_uids: dict[EngineId, str] = {}
 
     # --- plumbing ---------------------------------------------------------------
 
@@ -89,6 +103,7 @@ class KubernetesPlatform:
                 self.config.namespace,
                 observe=self._observe,
                 on_change=self._notify,
+                accept=self._known_driver,
             )
         self._cache.start()
         return self._cache
@@ -99,6 +114,9 @@ class KubernetesPlatform:
             endpoint=manifests.endpoint(engine_id, self.config.namespace),
             fail_when_unschedulable=self.config.fail_when_unschedulable,
         )
+
+    def _known_driver(self, engine_id: EngineId, uid: str) -> bool:
+        return bool(uid) and self._driver_uids.get(engine_id) == uid
 
     def _notify(self, engine_id: EngineId) -> None:
         for queue in self._subscribers:
@@ -171,17 +189,72 @@ class KubernetesPlatform:
         # The pod mounts the secret, so it goes first; the pod goes last.
         await self._create(Secret, built.secret)
         await self._create(Service, built.service)
+        if built.network_policy is not None:
+            await self._create(NetworkPolicy, built.network_policy)
         pod = await self._create(Pod, built.pod)
-        if pod is None:  # adopted: learn its current state now rather than on the next event
-            pod = await self._read_pod(engine.id)
-            if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
-                # The driver of an earlier run is still going: adopting it would
-                # report a dying engine. Start again once it is gone.
-                raise PlatformError(
-                    f"the previous driver pod of engine {engine.id} is still terminating"
-                )
         if pod is not None:
+            await self._record_driver(engine.id, str(pod["metadata"]["uid"]))
             cache.put(pod)
+            return
+        # The name is taken: adopt the pod only if it is the one Rucat created.
+        pod = await self._read_pod(engine.id)
+        if pod is None:
+            return  # gone meanwhile; the next inspect says Absent
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            # The driver of an earlier run is still going: adopting it would
+            # report a dying engine. Start again once it is gone.
+            raise PlatformError(
+                f"the previous driver pod of engine {engine.id} is still terminating"
+            )
+        if await self._is_rucats(engine.id, pod):
+            cache.put(pod)
+            return
+        # Not recorded: made by someone else, or by a monitor that died before
+        # recording it. Either way it is not trusted; remove it and start afresh.
+        name = manifests.driver_pod_name(engine.id)
+        log.warning("removing pod %s: it is not the driver pod Rucat recorded creating", name)
+        await self._delete(Pod, name)
+        raise PlatformError(
+            f"pod {name} held the driver's name but is not the driver pod Rucat recorded "
+            "creating; removed it, starting again"
+        )
+
+    async def _record_driver(self, engine_id: EngineId, uid: str) -> None:
+        """Record on the engine's Secret that `uid` is its driver pod."""
+        name = manifests.secret_name(engine_id)
+        patch = {"metadata": {"annotations": {manifests.DRIVER_UID_ANNOTATION: uid}}}
+        try:
+            await self._api().patch(
+                Secret, name, patch, namespace=self.config.namespace, patch_type=PatchType.MERGE
+            )
+        except httpx2.HTTPError as e:
+            raise self._failure(f"record the driver pod on secret {name}", e) from e
+        self._driver_uids[engine_id] = uid
+
+    async def _recorded_uid(self, engine_id: EngineId) -> str | None:
+        """The driver pod uid recorded on the engine's Secret; None when there is none."""
+        name = manifests.secret_name(engine_id)
+        try:
+            secret = await self._api().get(Secret, name, namespace=self.config.namespace)
+        except httpx2.HTTPError as e:
+            if status_code(e) == 404:
+                return None
+            raise self._failure(f"read secret {name}", e) from e
+        annotations = (secret.metadata.annotations if secret.metadata else None) or {}
+        return annotations.get(manifests.DRIVER_UID_ANNOTATION) or None
+
+    async def _is_rucats(self, engine_id: EngineId, pod: Mapping[str, Any]) -> bool:
+        """Whether `pod` is the driver pod Rucat created for the engine (by uid)."""
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        if self._known_driver(engine_id, uid):
+            return True
+        # Not what this monitor knows: the record on the Secret is the truth
+        # (another monitor may have started the engine since).
+        recorded = await self._recorded_uid(engine_id)
+        if recorded is None:
+            return False
+        self._driver_uids[engine_id] = recorded
+        return recorded == uid
 
     async def _create(self, res: _Resource, manifest: manifests.Manifest) -> dict[str, Any] | None:
         """Create one object; None when it already exists (then it is adopted, as is)."""
@@ -218,10 +291,16 @@ class KubernetesPlatform:
         # A miss may be a pod the watch has not reported yet: confirm it.
         try:
             pod = await self._read_pod(engine.id)
+            if pod is None:
+                return Absent()
+            ours = await self._is_rucats(engine.id, pod)
         except (PlatformError, PlatformRejected) as e:
             return Unknown(e.message)
-        if pod is None:
-            return Absent()
+        if not ours:
+            return Failed(
+                f"pod {manifests.driver_pod_name(engine.id)} holds the driver's name but is "
+                "not the driver pod Rucat created for this engine"
+            )
         cache.put(pod)
         return self._observe(engine.id, pod)
 
@@ -243,8 +322,11 @@ class KubernetesPlatform:
             raise self._failure(f"list the executors of engine {engine.id}", e) from e
         for name in executors:
             await self._delete(Pod, name)
+        if self.config.network_policies:
+            await self._delete(NetworkPolicy, network_policy_name(engine.id))
         await self._delete(Service, manifests.service_name(engine.id))
         await self._delete(Secret, manifests.secret_name(engine.id))
+        self._driver_uids.pop(engine.id, None)
 
     async def _delete(self, res: _Resource, name: str) -> None:
         try:
@@ -320,4 +402,4 @@ class KubernetesPlatform:
 
 def rbac_manifests(config: KubernetesPlatformConfig) -> list[manifests.Manifest]:
     """The ServiceAccount, Role and RoleBinding driver pods of `config` need."""
-    return manifests.driver_rbac_manifests(config.namespace, config.service_account)
+    return driver_rbac_manifests(config.namespace, config.service_account)

@@ -49,8 +49,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The engines' namespace: engines.namespace, default "<release>-engines". */}}
 {{- define "rucat.sparkNamespace" -}}
-{{- .Values.spark.namespace | default .Release.Namespace -}}
+{{- .Values.engines.namespace | default (printf "%s-engines" .Release.Name) -}}
 {{- end -}}
 
 {{- define "rucat.serverServiceAccountName" -}}
@@ -97,7 +98,7 @@ rucat.env), which Rucat merges over this file.
 {{- else -}}
 {{- $_ := set $db "Postgres" (dict) -}}
 {{- end -}}
-{{- $k8s := dict "namespace" (include "rucat.sparkNamespace" .) "service_account" (include "rucat.sparkServiceAccountName" .) "image_pull_policy" .Values.spark.imagePullPolicy -}}
+{{- $k8s := dict "namespace" (include "rucat.sparkNamespace" .) "service_account" (include "rucat.sparkServiceAccountName" .) "image_pull_policy" .Values.spark.imagePullPolicy "network_policies" .Values.engines.networkPolicy.enabled -}}
 {{- with .Values.spark.images -}}
 {{- $_ := set $k8s "images" . -}}
 {{- end -}}

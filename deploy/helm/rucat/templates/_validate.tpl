@@ -18,6 +18,19 @@ with a message naming the value. Included once, from configmap.yaml.
 {{- fail "auth.username is set but auth.password is empty: set auth.password or auth.existingSecret" -}}
 {{- end -}}
 {{- end -}}
+{{- if hasKey .Values.spark "namespace" -}}
+{{- fail "spark.namespace is now engines.namespace" -}}
+{{- end -}}
+{{- $engines := include "rucat.sparkNamespace" . -}}
+{{- if eq $engines .Release.Namespace -}}
+{{- fail (printf "engines.namespace must differ from the release namespace %q: engines run user code and must not share a namespace with Rucat's Secret, claim and Service" .Release.Namespace) -}}
+{{- end -}}
+{{- if or (gt (len $engines) 63) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $engines)) -}}
+{{- fail (printf "engines.namespace %q is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)" $engines) -}}
+{{- end -}}
+{{- if not (has .Values.engines.podSecurity (list "restricted" "baseline" "privileged")) -}}
+{{- fail (printf "engines.podSecurity must be restricted, baseline or privileged, not %q" .Values.engines.podSecurity) -}}
+{{- end -}}
 {{- $port := int .Values.server.port -}}
 {{- $connect := int .Values.server.connectPort -}}
 {{- if or (lt $port 1) (gt $port 65535) (lt $connect 1) (gt $connect 65535) -}}
