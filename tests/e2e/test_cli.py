@@ -108,6 +108,17 @@ def test_create_prints_the_id_and_get_shows_the_engine(server: Server) -> None:
     assert "spark.executor.memory=1g" in table
 
 
+def test_get_shows_secret_confs_redacted_in_tables_and_json(server: Server) -> None:
+    secret = "wJalrXUtnFEMI-K7MDENG"
+    engine_id = create(server, "s3", "-c", f"spark.hadoop.fs.s3a.secret.key={secret}")
+
+    table = ok(cli(server, "engine", "get", engine_id))
+    info = as_json(cli(server, "engine", "get", engine_id, "--output", "json"))
+
+    assert secret not in table and "*********(redacted)" in table
+    assert info["configs"] == {"spark.hadoop.fs.s3a.secret.key": "*********(redacted)"}
+
+
 def test_create_with_json_output_prints_the_id_as_json(server: Server) -> None:
     created = as_json(
         cli(server, "engine", "create", "scripted", "--version", VERSION, "-o", "json")

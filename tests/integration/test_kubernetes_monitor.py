@@ -4,6 +4,7 @@ Kubernetes platform and the fake API server playing scheduler and kubelet."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pytest
 from rucat.config import DatabaseConfig, KubernetesPlatformConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.reconcile import Timing
+from rucat.domain.redaction import REDACTED
 from rucat.domain.state import EngineState, UserAction
 from rucat.monitor.reconciler import Monitor
 from rucat.platforms import k8s_manifests as m
@@ -213,3 +215,45 @@ async def test_a_pod_pending_past_the_start_timeout_fails_with_the_schedulers_re
     )
     assert failed.message is not None
     assert "start timed out" in failed.message and message in failed.message
+
+
+SECRET = "wJalrXUtnFEMI-K7MDENG"
+
+
+async def test_the_engine_gets_the_real_secret_but_the_saved_log_tail_is_redacted(
+    rig: Rig,
+) -> None:
+    await rig.start_monitor()
+    engine = await rig.create(**{"spark.hadoop.fs.s3a.secret.key": SECRET})
+    await rig.state(engine, S.StartInProgress)
+    # The launch spec carries the real value, on the command line or in the Secret's file.
+    pod = rig.fake.objects("pods", NS)[0]
+    secret = rig.fake.objects("secrets", NS)[0]
+    properties = base64.b64decode(secret["data"][m.PROPERTIES_KEY]).decode()
+    assert SECRET in " ".join(pod["spec"]["containers"][0]["args"]) + properties
+    rig.fake.kubelet_ready(NS, driver(engine))
+    await rig.state(engine, S.Running)
+    rig.fake.set_pod_log(
+        NS,
+        driver(engine),
+        f"spark.hadoop.fs.s3a.secret.key={SECRET}\n"
+        f"user code printed {SECRET} and token={engine.connect_token}\n",
+    )
+    await rig.user(engine, UserAction.STOP)
+    stopped = await rig.state(engine, S.Terminated)
+    assert stopped.saved_logs == (
+        f"spark.hadoop.fs.s3a.secret.key={REDACTED}\n"
+        f"user code printed {REDACTED} and token={REDACTED}\n"
+    )
+    assert stopped.configs["spark.hadoop.fs.s3a.secret.key"] == SECRET
+
+
+async def test_a_failure_message_quoting_a_secret_is_stored_redacted(rig: Rig) -> None:
+    await rig.start_monitor()
+    engine = await rig.create(**{"spark.hadoop.fs.s3a.secret.key": SECRET})
+    await rig.state(engine, S.StartInProgress)
+    rig.fake.scheduler_unschedulable(NS, driver(engine), f"0/1 nodes: {SECRET} is not a node")
+    failed = await rig.state(engine, S.ErrorClean)
+    assert failed.message is not None and f"{REDACTED} is not a node" in failed.message
+    events = await rig.store.events(engine_id=engine.id)
+    assert not any(SECRET in (e.message or "") for e in events)

@@ -41,6 +41,7 @@ from rucat.domain.reconcile import (
     after_observation,
     plan,
 )
+from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.state import STABLE_STATES, TRIGGER_STATES, EngineState
 from rucat.platforms import Platform
 from rucat.store import EngineStore
@@ -224,10 +225,14 @@ class Monitor:
     async def _apply(self, engine: Engine, write: Write) -> Engine:
         now = self._clock()
         changed = write.to is not engine.state
+        # Messages quote platforms and logs; events and the API show them.
+        message = (
+            None if write.message is None else redact_text(write.message, engine_secrets(engine))
+        )
         new = replace(
             engine,
             state=write.to,
-            message=write.message,
+            message=message,
             endpoint=write.endpoint,
             update_time=now if changed else engine.update_time,
             lease_owner=None,
@@ -242,7 +247,7 @@ class Monitor:
                 engine.id,
                 engine.state.value,
                 write.to.value,
-                f" ({write.message})" if write.message else "",
+                f" ({message})" if message else "",
             )
         return stored
 
@@ -278,10 +283,12 @@ class Monitor:
         except Exception as e:
             log.warning("engine %s: could not read logs before stopping: %s", engine.id, e)
             return engine
+        # The store keeps no secret: conf values and the token are redacted first.
+        text = redact_text(text[-_SAVED_LOG_BYTES:], engine_secrets(engine))
         if not text or text == engine.saved_logs:
             return engine
         return await self._store.transition(
             current=engine,
-            new=replace(engine, saved_logs=text[-_SAVED_LOG_BYTES:]),
+            new=replace(engine, saved_logs=text),
             actor=self.owner,
         )

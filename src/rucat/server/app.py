@@ -12,6 +12,7 @@ codes (errors.py), metrics (metrics.py), the per-request layer
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from rucat.config import RucatConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
 from rucat.domain.errors import EngineNotFound, PlatformError, StoreUnavailable
+from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import validate_request
 from rucat.engines.spark_policy import engine_policy
@@ -46,6 +48,8 @@ log = logging.getLogger("rucat.server")
 
 #: Largest `tail` accepted by GET /engine/{id}/logs.
 MAX_LOG_TAIL = 100_000
+#: Longer log texts are redacted in a worker thread.
+_REDACT_INLINE_CHARS = 64 * 1024
 #: Largest page of GET /engines.
 MAX_LIST_LIMIT = 10_000
 
@@ -211,7 +215,12 @@ def create_app(
         """The engine's state transitions, oldest first."""
         if not is_engine_id(engine_id):
             raise EngineNotFound(engine_id[:64])
-        return [EngineEventOut.of(e) for e in await store.events(engine_id=engine_id)]
+        events = await store.events(engine_id=engine_id)
+        try:
+            secrets = engine_secrets(await store.get(engine_id=engine_id))
+        except EngineNotFound:
+            secrets = ()  # removed meanwhile: messages are still redacted by shape
+        return [EngineEventOut.of(e, secrets=secrets) for e in events]
 
     @app.get(
         "/engine/{engine_id}/logs", response_model=EngineLogs, responses=_ERRORS, tags=["engines"]
@@ -234,6 +243,11 @@ def create_app(
                 log.warning("platform logs of %s unavailable (%s); using saved logs", engine_id, e)
         if not text and engine.saved_logs:
             text = _tail(engine.saved_logs, tail)
+        secrets = engine_secrets(engine)
+        if len(text) > _REDACT_INLINE_CHARS:  # linear, but keep long scans off the loop
+            text = await asyncio.to_thread(redact_text, text, secrets)
+        else:
+            text = redact_text(text, secrets)
         return EngineLogs(id=engine.id, logs=text)
 
     @app.get("/health", response_model=Status, tags=["operations"])

@@ -3,7 +3,8 @@
 Request bodies are validated strictly (no coercion: ``"name": 5`` is refused,
 not turned into ``"5"``) and reuse the domain's validation rules, so the 422
 detail says precisely what is wrong. Response models never carry an engine's
-`connect_token` or saved logs.
+`connect_token` or saved logs, and show sensitive conf values redacted
+(rucat.domain.redaction).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rucat.domain.engine import (
     validate_version,
 )
 from rucat.domain.errors import InvalidRequest
+from rucat.domain.redaction import engine_secrets, redact_configs, redact_text
 from rucat.domain.state import EngineState
 
 T = TypeVar("T")
@@ -127,10 +129,10 @@ class EngineInfo(BaseModel):
             engine_type=engine.engine_type,
             version=engine.version,
             state=engine.state,
-            configs=dict(engine.configs),
+            configs=redact_configs(engine.configs),
             create_time=engine.create_time,
             update_time=engine.update_time,
-            message=engine.message,
+            message=_redacted(engine.message, engine_secrets(engine)),
             platform=engine.platform,
             endpoint=engine.endpoint,
             last_activity_time=engine.last_activity_time,
@@ -145,14 +147,18 @@ class EngineEventOut(BaseModel):
     actor: str
 
     @classmethod
-    def of(cls, event: EngineEvent) -> EngineEventOut:
+    def of(cls, event: EngineEvent, *, secrets: tuple[str, ...] = ()) -> EngineEventOut:
         return cls(
             time=event.time,
             from_state=event.from_state,
             to_state=event.to_state,
-            message=event.message,
+            message=_redacted(event.message, secrets),
             actor=event.actor,
         )
+
+
+def _redacted(message: str | None, secrets: tuple[str, ...]) -> str | None:
+    return None if message is None else redact_text(message, secrets)
 
 
 class EngineLogs(BaseModel):
