@@ -85,6 +85,10 @@ USER_SECRETS = {
 }
 VALUE_SETS = {"default": DEFAULT, "postgres": POSTGRES, "existing-secrets": EXISTING_SECRETS}
 
+#: The kinds the chart makes that live outside any namespace.
+CLUSTER_SCOPED = frozenset(
+    {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+)
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 IANA_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -248,7 +252,7 @@ def test_names_labels_and_ports_are_what_kubernetes_accepts(rendered: Rendered) 
             assert DNS1123_LABEL.match(name) and len(name) <= 63, name
         else:
             assert DNS1123_SUBDOMAIN.match(name) and len(name) <= 253, name
-        if doc["kind"] != "Namespace":  # the one cluster-scoped kind the chart makes
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert DNS1123_LABEL.match(meta["namespace"]), meta
         for value in meta.get("labels", {}).values():
             assert len(value) <= 63 and re.match(
