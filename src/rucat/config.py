@@ -414,6 +414,13 @@ class RucatConfig(BaseSettings):
         None, description="PEM certificate for the proxy; with connect_tls_key, serves TLS."
     )
     connect_tls_key: str | None = Field(None, description="PEM private key for the proxy.")
+    connect_max_message_bytes: int = Field(
+        128 << 20,
+        ge=1024,
+        description="Largest gRPC message the Spark Connect proxy receives, from a client or "
+        "from an engine (128 MiB, as Spark Connect's own server and pyspark); larger ones are "
+        "refused with RESOURCE_EXHAUSTED.",
+    )
     data_dir: str = Field(".rucat", description="Folder for engine working dirs and logs.")
     check_interval_secs: float = Field(
         5.0, gt=0, description="Seconds between a monitor's checks of due engines."

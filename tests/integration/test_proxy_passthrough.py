@@ -76,6 +76,9 @@ class Upstream:
                 self.cancelled.set()
                 raise
         await context.send_initial_metadata((("x-engine-initial", "hello"),))
+        if command.startswith(b"big "):  # "big N": one response of N bytes
+            yield b"z" * int(command.split()[1])
+            return
         for message in received:
             yield message
         # Several responses per request: a server stream.
@@ -391,3 +394,43 @@ async def test_a_port_in_use_is_a_config_error_naming_it(store: EngineStore) -> 
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=str(port)):
             await start_proxy(_config(connect_port=port), store=store)
+
+
+async def test_a_request_over_the_message_limit_is_refused_and_never_reaches_the_engine(
+    store: EngineStore, upstream: Upstream
+) -> None:
+    engine = await _add(store, upstream)
+    config = _config(connect_max_message_bytes=1 << 20)
+    async with _proxy(store, config=config) as proxy, _channel(proxy) as channel:
+        for method in (METHOD, "/spark.connect.SparkConnectService/AnalyzePlan"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _call(channel, [b"x" * (2 << 20)], _md(engine), method=method)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, method
+        responses, _ = await _call(channel, [b"x" * (1 << 19)], _md(engine))
+        assert len(responses[0]) == 1 << 19  # under the limit: forwarded
+    assert upstream.seen_requests == [[b"x" * (1 << 19)]]
+
+
+async def test_a_response_over_the_message_limit_is_refused(
+    store: EngineStore, upstream: Upstream
+) -> None:
+    engine = await _add(store, upstream)
+    config = _config(connect_max_message_bytes=1 << 20)
+    async with _proxy(store, config=config) as proxy, _channel(proxy) as channel:
+        responses, _ = await _call(channel, [f"big {1 << 19}".encode()], _md(engine))
+        assert len(responses[0]) == 1 << 19
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _call(channel, [f"big {2 << 20}".encode()], _md(engine))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_unary_method_called_without_a_message_is_invalid(
+    store: EngineStore, upstream: Upstream
+) -> None:
+    engine = await _add(store, upstream)
+    async with _proxy(store) as proxy, _channel(proxy) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _call(channel, [], _md(engine))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "no request message" in (caught.value.details() or "")
+    assert upstream.seen_requests == []

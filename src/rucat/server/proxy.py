@@ -11,11 +11,22 @@ unchanged.
 Any method is forwarded. On the wire a unary or one-sided streaming call is a
 bidirectional stream with one message on a side, so a bidi pass-through
 carries every method; for Spark Connect's known methods (`METHOD_SHAPES`) the
-proxy uses gRPC's cheaper unary handlers instead, which halves its per-RPC
-CPU. The security decisions live in server/proxy_auth.py.
+proxy calls the engine with gRPC's cheaper unary multi-callables instead,
+which halves its per-RPC CPU. The security decisions live in
+server/proxy_auth.py.
+
+Every handler is registered with a *streaming request side*, even for a
+unary method: gRPC reads a unary request whole before it calls the handler,
+so an unauthenticated client could make the proxy buffer a message of any
+size. A streaming handler runs as soon as the call's metadata arrives; it
+checks the credentials and finds the engine first, and only then reads the
+(one) request message. Messages beyond `connect_max_message_bytes` are
+refused by gRPC itself with RESOURCE_EXHAUSTED, in both directions.
 
 Invariants:
 
+- No request message is read before the caller is authenticated and its
+  engine found.
 - Refusals fail fast with a status pyspark does not retry: UNAUTHENTICATED
   (missing/wrong credentials, checked first so ids cannot be probed),
   INVALID_ARGUMENT (no engine id), NOT_FOUND (unknown engine),
@@ -89,22 +100,31 @@ METHOD_SHAPES: dict[str, Shape] = {
     _SERVICE + "FetchErrorDetails": Shape.UNARY_UNARY,
 }
 
-#: No message size limit in either direction, on the client and the engine side.
-_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-]
-_SERVER_OPTIONS: list[tuple[str, Any]] = [
-    *_CHANNEL_OPTIONS,
-    # Without this a second server could silently bind the same port.
-    ("grpc.so_reuseport", 0),
-]
-_UPSTREAM_OPTIONS: list[tuple[str, Any]] = [
-    *_CHANNEL_OPTIONS,
-    ("grpc.primary_user_agent", "rucat-proxy"),
-    # The proxy forwards; the client decides whether to retry.
-    ("grpc.enable_retries", 0),
-]
+
+def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """What a side receives is limited; what it sends was received, so already limited."""
+    return [
+        ("grpc.max_send_message_length", -1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+def _server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        *_channel_options(max_message_bytes),
+        # Without this a second server could silently bind the same port.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _upstream_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        *_channel_options(max_message_bytes),
+        ("grpc.primary_user_agent", "rucat-proxy"),
+        # The proxy forwards; the client decides whether to retry.
+        ("grpc.enable_retries", 0),
+    ]
+
 
 #: Spark Connect has about a dozen methods; anything beyond is not worth caching.
 _MAX_CACHED_METHODS = 32
@@ -156,6 +176,7 @@ class Proxy:
         route_ttl_secs: float,
         activity_interval_secs: float,
         idle_channel_secs: float,
+        max_message_bytes: int,
     ) -> None:
         self._store = store
         self._credentials = credentials
@@ -163,6 +184,8 @@ class Proxy:
         self._route_ttl = route_ttl_secs
         self._activity_interval = activity_interval_secs
         self._idle_channel_secs = idle_channel_secs
+        self._upstream_options = _upstream_options(max_message_bytes)
+        self._server_options = _server_options(max_message_bytes)
         self._routes: dict[EngineId, _Route] = {}
         self._activity_sent: dict[EngineId, float] = {}
         self._activity_pending: set[EngineId] = set()
@@ -177,7 +200,7 @@ class Proxy:
     # --- lifecycle ----------------------------------------------------------
 
     async def _start(self, *, host: str, port: int, tls: tuple[bytes, bytes] | None) -> None:
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        server = grpc.aio.server(options=self._server_options)
         server.add_generic_rpc_handlers((_Handler(self),))
         address = f"{host}:{port}"
         try:
@@ -242,7 +265,7 @@ class Proxy:
             self._evict(engine_id)
             route = None
         if route is None:
-            channel = grpc.aio.insecure_channel(target, options=_UPSTREAM_OPTIONS)
+            channel = grpc.aio.insecure_channel(target, options=self._upstream_options)
             auth = (("authorization", f"Bearer {token}"),) if token else ()
             route = _Route(
                 target=target,
@@ -356,7 +379,9 @@ class Proxy:
     def _release(self, engine_id: EngineId, route: _Route, call: Any) -> None:
         # Reached on success, on upstream failure, and when the client cancels
         # (then the upstream call is cancelled too; otherwise this is a no-op).
-        call.cancel()
+        # `call` is None when the RPC ended before the engine was called.
+        if call is not None:
+            call.cancel()
         route.in_flight -= 1
         route.last_used = time.monotonic()
         self._note_activity(engine_id)
@@ -388,14 +413,25 @@ class Proxy:
         if forwarded:
             context.set_trailing_metadata(forwarded)
 
+    @staticmethod
+    async def _one_request(context: grpc.aio.ServicerContext) -> bytes:
+        """The single request message of a unary method, read only after `_admit`."""
+        request = await context.read()
+        if not isinstance(request, bytes):  # EOF: the client sent no message
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+            raise AssertionError("unreachable: abort raises")
+        return request
+
     async def _unary_response(
-        self, method: str, shape: Shape, request: Any, context: grpc.aio.ServicerContext
+        self, method: str, shape: Shape, requests: Any, context: grpc.aio.ServicerContext
     ) -> bytes:
         engine_id, route, metadata = await self._admit(method, context)
-        call = route.method(method, shape)(
-            request, metadata=metadata, timeout=context.time_remaining()
-        )
+        call: Any = None
         try:
+            request = await self._one_request(context) if shape is Shape.UNARY_UNARY else requests
+            call = route.method(method, shape)(
+                request, metadata=metadata, timeout=context.time_remaining()
+            )
             response: bytes = await call
             await self._pass_initial(context, call)
             self._pass_trailing(context, await call.trailing_metadata())
@@ -407,13 +443,15 @@ class Proxy:
             self._release(engine_id, route, call)
 
     async def _streamed_response(
-        self, method: str, shape: Shape, request: Any, context: grpc.aio.ServicerContext
+        self, method: str, shape: Shape, requests: Any, context: grpc.aio.ServicerContext
     ) -> None:
         engine_id, route, metadata = await self._admit(method, context)
-        call = route.method(method, shape)(
-            request, metadata=metadata, timeout=context.time_remaining()
-        )
+        call: Any = None
         try:
+            request = await self._one_request(context) if shape is Shape.UNARY_STREAM else requests
+            call = route.method(method, shape)(
+                request, metadata=metadata, timeout=context.time_remaining()
+            )
             await self._pass_initial(context, call)
             # context.write, not an async generator: one await less per message.
             while (response := await call.read()) is not grpc.aio.EOF:
@@ -424,12 +462,15 @@ class Proxy:
         finally:
             self._release(engine_id, route, call)
 
-    # The four handler shapes, bound to a method with functools.partial.
+    # The four method shapes, bound to a method with functools.partial. Each is
+    # registered with a streaming request side (see `_Handler`), so each gets the
+    # request iterator before any message is read; the unary ones read their one
+    # message themselves, after `_admit`.
 
     async def unary_unary(
-        self, method: str, request: bytes, context: grpc.aio.ServicerContext
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> bytes:
-        return await self._unary_response(method, Shape.UNARY_UNARY, request, context)
+        return await self._unary_response(method, Shape.UNARY_UNARY, requests, context)
 
     async def stream_unary(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -437,14 +478,24 @@ class Proxy:
         return await self._unary_response(method, Shape.STREAM_UNARY, requests, context)
 
     async def unary_stream(
-        self, method: str, request: bytes, context: grpc.aio.ServicerContext
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> None:
-        await self._streamed_response(method, Shape.UNARY_STREAM, request, context)
+        await self._streamed_response(method, Shape.UNARY_STREAM, requests, context)
 
     async def stream_stream(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> None:
         await self._streamed_response(method, Shape.STREAM_STREAM, requests, context)
+
+
+#: The gRPC handler each method shape is registered with: always a streaming
+#: request side, so the handler runs before gRPC reads any request message.
+_REGISTERED_AS: dict[Shape, Callable[..., grpc.RpcMethodHandler]] = {
+    Shape.UNARY_UNARY: grpc.stream_unary_rpc_method_handler,
+    Shape.STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
+    Shape.UNARY_STREAM: grpc.stream_stream_rpc_method_handler,
+    Shape.STREAM_STREAM: grpc.stream_stream_rpc_method_handler,
+}
 
 
 class _Handler:
@@ -462,9 +513,8 @@ class _Handler:
         method: str = handler_call_details.method
         shape = METHOD_SHAPES.get(method, Shape.STREAM_STREAM)
         behavior = functools.partial(getattr(self._proxy, shape.value), method)
-        make_handler = getattr(grpc, f"{shape.value}_rpc_method_handler")
         # No (de)serializers: messages stay bytes end to end.
-        return make_handler(behavior)
+        return _REGISTERED_AS[shape](behavior)
 
 
 def _read_tls(config: RucatConfig) -> tuple[bytes, bytes] | None:
@@ -510,6 +560,7 @@ async def start_proxy(
         route_ttl_secs=route_ttl_secs,
         activity_interval_secs=activity_interval_secs,
         idle_channel_secs=idle_channel_secs,
+        max_message_bytes=config.connect_max_message_bytes,
     )
     await proxy._start(host=config.host, port=config.connect_port, tls=tls)
     return proxy
