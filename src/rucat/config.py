@@ -440,6 +440,33 @@ class RucatConfig(BaseSettings):
     )
     max_concurrency: int = Field(32, ge=1, description="Platform actions one monitor runs at once.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header values the REST API answers (any port): names or addresses, "
+        "'*.example.com' for a domain's subdomains, '*' for any. Defends against DNS "
+        "rebinding. Default (null): the bind host, localhost, 127.0.0.1 and ::1. /health "
+        "answers whatever the Host (for probes).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (scheme://host[:port]) besides the server's own that may "
+        "send state-changing requests (POST, PUT, PATCH, DELETE); '*' allows any. A request "
+        "with any other Origin header gets 403. Clients that send no Origin (curl, the SDK) "
+        "are not affected.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open REST connections at most (capped by the process's file limit). "
+        "At the limit, the oldest connection still sending its headers (or idle between "
+        "requests) is closed to make room; when none is, the new one gets 503.",
+    )
+    header_timeout_secs: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a REST client gets to send a request's headers, from when the "
+        "connection opens or the previous response ends; then the connection is closed.",
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     engine_policy: EnginePolicyConfig = Field(
         default_factory=EnginePolicyConfig,

@@ -440,6 +440,32 @@ def test_config_json_loads_through_rucat_config_in_every_container(
         assert config.data_dir == "/data"
 
 
+def test_the_server_answers_the_services_names_and_no_rebound_host(
+    helm: Path, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    from rucat.domain.request_origin import host_allowed
+
+    extra = Rendered(render(helm, {"server": {"allowedHosts": ["rucat.example.com"]}}, tmp_path))
+    server = load_as(extra, "server", tmp_path, clean_env)
+    assert server.allowed_hosts is not None
+    service = extra.one("Service", RELEASE)["metadata"]["name"]
+    for host in (
+        f"{service}:3000",
+        f"{service}.{NAMESPACE}",
+        f"{service}.{NAMESPACE}.svc:3000",
+        f"{service}.{NAMESPACE}.svc.cluster.local:3000",
+        "localhost:3000",  # kubectl port-forward
+        "rucat.example.com",
+    ):
+        assert host_allowed(host, server.allowed_hosts), host
+    assert not host_allowed("evil.example:3000", server.allowed_hosts)
+    assert not host_allowed("10.1.2.3:3000", server.allowed_hosts)  # /health only
+    for container in extra.of("Deployment")[0]["spec"]["template"]["spec"]["containers"]:
+        for probe in ("readinessProbe", "livenessProbe"):
+            if probe in container:
+                assert container[probe]["httpGet"]["path"] == "/health"
+
+
 def test_default_values_store_in_sqlite_on_the_volume_and_require_a_token(
     default: Rendered, tmp_path: Path, clean_env: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ from rucat.config import RucatConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
 from rucat.domain.errors import EngineNotFound, PlatformError, StoreUnavailable
 from rucat.domain.redaction import engine_secrets, redact_text
+from rucat.domain.request_origin import default_allowed_hosts
 from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import validate_request
 from rucat.engines.spark_policy import engine_policy
@@ -102,6 +103,12 @@ def create_app(
         metrics=metrics,
         max_body_bytes=config.max_body_bytes,
         routes=lambda: list(app.routes),
+        allowed_hosts=(
+            config.allowed_hosts
+            if config.allowed_hosts is not None
+            else default_allowed_hosts(config.host)
+        ),
+        allowed_origins=config.allowed_origins,
     )
 
     _document_security(app, authenticator)

@@ -3,12 +3,18 @@
 A plain ASGI middleware (not BaseHTTPMiddleware) so it costs little per
 request. In order, for each request:
 
+0. Refuse a Host that is not allowed (400; DNS rebinding) on every path but
+   the open ones, and a foreign Origin on state-changing methods (403;
+   drive-by requests from a web page). Decisions in domain/request_origin.py.
 1. Authenticate (every path but the open ones) to a Principal, kept in
    ``request.state.principal``; 401 with WWW-Authenticate, 503 when the
    provider cannot decide now.
 2. Read the body into memory up to `max_body_bytes`, whatever the framing
    (Content-Length or chunked); one byte more answers 413 without reading on.
-3. Run the app with the buffered body.
+3. Run the app with the buffered body. A body that curl's ``-d`` labels
+   ``application/x-www-form-urlencoded`` is read as JSON, as a body without a
+   Content-Type is: every route takes JSON, and foreign web pages, which could
+   send such a body, are refused at step 0.
 4. Count the request and its latency under the route TEMPLATE, and write one
    access log line (method, path, route, status, duration; never headers).
 
@@ -20,13 +26,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rucat.domain.errors import RucatError, Unauthenticated
 from rucat.domain.principal import ANONYMOUS_ADMIN
+from rucat.domain.request_origin import (
+    STATE_CHANGING_METHODS,
+    host_allowed,
+    origin_allowed,
+)
 from rucat.server.auth import Authenticator
 from rucat.server.errors import error_response, status_for
 from rucat.server.metrics import Metrics
@@ -34,8 +45,11 @@ from rucat.server.metrics import Metrics
 access_log = logging.getLogger("rucat.access")
 log = logging.getLogger("rucat.server")
 
-#: Paths answered without credentials (liveness probes).
+#: Paths answered without credentials and whatever the Host (liveness probes:
+#: the kubelet sends the pod's IP as Host). They reveal nothing and change nothing.
 OPEN_PATHS = frozenset({"/health"})
+#: Longest client-supplied header value quoted back in a refusal's detail.
+_QUOTED_CHARS = 200
 #: Route label for requests that match no route (bounded cardinality).
 UNMATCHED = "<unmatched>"
 #: Bytes of a refused (413) body read and discarded before answering; past
@@ -56,8 +70,12 @@ class RequestMiddleware:
         metrics: Metrics,
         max_body_bytes: int,
         routes: Callable[[], list[object]],
+        allowed_hosts: Sequence[str],
+        allowed_origins: Sequence[str],
     ) -> None:
         self.app = app
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.allowed_origins = tuple(allowed_origins)
         self.authenticator = authenticator
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -111,7 +129,37 @@ class RequestMiddleware:
         except Exception:
             log.exception("could not record %s %s", scope["method"], scope["path"])
 
+    def _refuse_host_or_origin(self, scope: Scope) -> tuple[int, str] | None:
+        """(status, detail) when the Host or Origin is not allowed, else None."""
+        host = _header(scope, b"host")
+        if scope["path"] not in OPEN_PATHS and not host_allowed(host, self.allowed_hosts):
+            shown = "no Host header" if host is None else f"Host {host[:_QUOTED_CHARS]!r}"
+            return 400, (
+                f"{shown} is not allowed: add the name to the config key allowed_hosts "
+                "(env RUCAT_ALLOWED_HOSTS, a JSON list; '*' allows any)"
+            )
+        origin = _header(scope, b"origin")
+        if (
+            origin is not None
+            and scope["method"] in STATE_CHANGING_METHODS
+            and not origin_allowed(
+                origin,
+                scheme=scope.get("scheme", "http"),
+                host_header=host,
+                allowed_origins=self.allowed_origins,
+            )
+        ):
+            return 403, (
+                f"Origin {origin[:_QUOTED_CHARS]!r} may not change state here: add it to the "
+                "config key allowed_origins (env RUCAT_ALLOWED_ORIGINS, a JSON list)"
+            )
+        return None
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refuse_host_or_origin(scope)
+        if refusal is not None:
+            await error_response(*refusal)(scope, receive, send)
+            return
         principal = ANONYMOUS_ADMIN
         if scope["path"] not in OPEN_PATHS:
             try:
@@ -150,6 +198,7 @@ class RequestMiddleware:
                 return {"type": "http.disconnect"}
             return await receive()
 
+        _as_json(scope)
         await self.app(scope, replay, send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
@@ -207,6 +256,20 @@ class RequestMiddleware:
             if match is not Match.NONE:
                 return template
         return UNMATCHED
+
+
+#: What `curl -d` sends unless told otherwise.
+_CURL_DEFAULT_TYPE = b"application/x-www-form-urlencoded"
+
+
+def _as_json(scope: Scope) -> None:
+    """Replace curl's default Content-Type by JSON's in `scope` (see step 3)."""
+    headers = scope["headers"]
+    if any(k == b"content-type" and v == _CURL_DEFAULT_TYPE for k, v in headers):
+        scope["headers"] = [
+            (k, b"application/json" if k == b"content-type" and v == _CURL_DEFAULT_TYPE else v)
+            for k, v in headers
+        ]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -105,7 +105,14 @@ rucat.env), which Rucat merges over this file.
 {{- with .Values.spark.versions -}}
 {{- $_ := set $k8s "versions" . -}}
 {{- end -}}
-{{- $cfg := dict "database" $db "platform" (dict "Kubernetes" $k8s) "host" "0.0.0.0" "port" (int .Values.server.port) "connect_port" (int .Values.server.connectPort) "data_dir" "/data" -}}
+{{- /* The REST API answers these Host names only (DNS rebinding): the Service's
+names, the loopback names (kubectl port-forward) and server.allowedHosts.
+Probes hit /health, which answers whatever the Host. */ -}}
+{{- $svc := include "rucat.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.server.clusterDomain) "localhost" "127.0.0.1" "::1" -}}
+{{- $hosts = concat $hosts .Values.server.allowedHosts -}}
+{{- $cfg := dict "database" $db "platform" (dict "Kubernetes" $k8s) "host" "0.0.0.0" "port" (int .Values.server.port) "connect_port" (int .Values.server.connectPort) "data_dir" "/data" "allowed_hosts" $hosts -}}
 {{- if .Values.server.connectTlsSecret -}}
 {{- $_ := set $cfg "connect_tls_cert" "/etc/rucat-tls/tls.crt" -}}
 {{- $_ := set $cfg "connect_tls_key" "/etc/rucat-tls/tls.key" -}}
