@@ -21,6 +21,7 @@ from rucat.domain.errors import ConfigError
 from rucat.platforms import Platform
 from rucat.server.app import create_app
 from rucat.server.auth import Authenticator
+from rucat.server.connections import AcceptFailureLog, connection_limit, guarded_protocol
 from rucat.server.proxy import start_proxy
 from rucat.store import EngineStore
 
@@ -105,11 +106,22 @@ async def _serve_rest(
     app = create_app(
         config, store=store, platform=platform, notify=notify, authenticator=authenticator
     )
+    max_connections = connection_limit(config.max_connections)
+    if max_connections < config.max_connections:
+        log.warning(
+            "max_connections lowered from %d to %d to stay within the process's file limit",
+            config.max_connections,
+            max_connections,
+        )
     server = _EmbeddedServer(
         uvicorn.Config(
             app,
             host=config.host,
             port=config.port,
+            http=guarded_protocol(
+                max_connections=max_connections,
+                header_timeout_secs=config.header_timeout_secs,
+            ),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -118,6 +130,9 @@ async def _serve_rest(
         )
     )
     sock = _listen(config.host, config.port)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(AcceptFailureLog(previous_handler))
     task = asyncio.create_task(server.serve(sockets=[sock]), name="rucat-rest")
     try:
         while not server.started:
@@ -141,3 +156,4 @@ async def _serve_rest(
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
         sock.close()
+        loop.set_exception_handler(previous_handler)
