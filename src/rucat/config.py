@@ -243,13 +243,43 @@ class LocalPlatformConfig(_Strict):
 
 
 class StandalonePlatformConfig(_Strict):
-    master_url: str = Field("spark://127.0.0.1:7077", description="The standalone master.")
-    spark_homes: dict[str, str] = Field(
-        default_factory=dict, description="Extra Spark versions: version -> SPARK_HOME."
+    master_url: str = Field(
+        "spark://127.0.0.1:7077",
+        pattern=r"^spark://\S+$",
+        description="The standalone master drivers register with (spark://host:port).",
     )
-    host: str = Field("127.0.0.1", description="Address drivers bind and advertise.")
+    master_web_url: str = Field(
+        "http://127.0.0.1:8080",
+        pattern=r"^https?://\S+$",
+        description="The master's web UI; Rucat reads its JSON (<url>/json/) to see each "
+        "engine's application, its cores and executors.",
+    )
+    spark_homes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark versions: version -> SPARK_HOME. The Spark shipped with the "
+        "installed pyspark is always available. A driver must run the cluster's Spark version.",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="Address drivers bind and advertise; the cluster's workers must reach it.",
+    )
     stop_grace_secs: float = Field(10.0, gt=0, description="Seconds from SIGTERM to SIGKILL.")
-    java_home: str | None = Field(None, description="JAVA_HOME for drivers.")
+    java_home: str | None = Field(None, description="JAVA_HOME for drivers; default: the PATH's.")
+    poll_interval_secs: float = Field(
+        5.0,
+        gt=0,
+        description="How often the master's JSON is read for the engines on it, so a master "
+        "that goes away, or ends an engine's application, fails the engine this fast.",
+    )
+    master_timeout_secs: float = Field(
+        5.0, gt=0, description="Deadline of one request to the master's web UI."
+    )
+    master_lost_after_secs: float = Field(
+        60.0,
+        gt=0,
+        description="A master that refuses connections fails its engines at once; one that "
+        "only times out fails them after this long.",
+    )
 
 
 class KubernetesPlatformConfig(_Strict):

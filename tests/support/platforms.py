@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rucat.config import LocalPlatformConfig
+from rucat.config import LocalPlatformConfig, StandalonePlatformConfig
 from rucat.domain.engine import Engine
 from rucat.engines.spark import app_name
 from rucat.platforms import Platform
 from rucat.platforms.local import LocalPlatform
+from rucat.platforms.standalone import StandalonePlatform
 from tests.support import k8s_platforms as k8s
 from tests.support import require_java
+from tests.support.standalone import StandaloneCluster, shared_cluster
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,40 @@ LOCAL = PlatformUnderTest(
     client_url=local_client_url,
 )
 
+# --- Standalone -------------------------------------------------------------
+
+
+def _contract_cluster() -> StandaloneCluster:
+    """The suite starts three engines at once: a worker with a core for each (each
+    application gets one, by the master's default) and memory for three 512m executors."""
+    return shared_cluster(cores=3, memory="2g", default_cores=1)
+
+
+def _standalone_require() -> None:
+    require_java()
+    _contract_cluster()
+
+
+def _standalone_make(data_dir: Path) -> Platform:
+    cluster = _contract_cluster()
+    config = StandalonePlatformConfig(
+        master_url=cluster.master_url,
+        master_web_url=cluster.master_web_url,
+        stop_grace_secs=15.0,
+        poll_interval_secs=1.0,
+    )
+    return StandalonePlatform(config, data_dir=data_dir)
+
+
+# Drivers are local processes, so the suite sees them as it sees Local engines.
+STANDALONE = PlatformUnderTest(
+    require=_standalone_require,
+    make=_standalone_make,
+    servers=_local_servers,
+    crash=_local_crash,
+    client_url=local_client_url,
+)
+
 # --- Kubernetes (tests/support/k8s_platforms.py) ----------------------------
 
 KUBERNETES_FAKE = PlatformUnderTest(
@@ -130,6 +166,7 @@ KUBERNETES_REAL = PlatformUnderTest(
 
 PLATFORMS: list[tuple[str, PlatformUnderTest]] = [
     ("local", LOCAL),
+    ("standalone", STANDALONE),
     ("kubernetes-fake", KUBERNETES_FAKE),
     ("kubernetes-real", KUBERNETES_REAL),
 ]

@@ -70,7 +70,9 @@ def open_platform(config: PlatformConfig, *, data_dir: Path) -> Platform:
 
         return LocalPlatform(config.Local, data_dir=data_dir)
     if config.Standalone is not None:
-        raise ConfigError("platform.Standalone is not implemented yet: use Local or Kubernetes")
+        from rucat.platforms.standalone import StandalonePlatform
+
+        return StandalonePlatform(config.Standalone, data_dir=data_dir)
     if config.Kubernetes is not None:
         try:
             from rucat.platforms.kubernetes import KubernetesPlatform

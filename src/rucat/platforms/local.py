@@ -86,8 +86,12 @@ class LocalPlatform:
 
     name = "Local"
 
-    def __init__(self, config: LocalPlatformConfig, *, data_dir: Path) -> None:
+    def __init__(
+        self, config: LocalPlatformConfig, *, data_dir: Path, master: str = "local[*]"
+    ) -> None:
         self._config = config
+        #: spark-submit's --master: the Standalone platform runs its drivers here too.
+        self._master = master
         # Absolute: engines run with their own folder as working directory.
         self._root = Path(data_dir).absolute() / "engines"
         self._locks: dict[EngineId, asyncio.Lock] = {}
@@ -220,7 +224,7 @@ class LocalPlatform:
             **engine.configs,
         }
         argv = spark.connect_server_argv(
-            spark_home, master="local[*]", confs=confs, properties_file=folder / _PROPS
+            spark_home, master=self._master, confs=confs, properties_file=folder / _PROPS
         )
         with contextlib.suppress(FileNotFoundError):
             (folder / _EXIT).unlink()
