@@ -21,6 +21,7 @@ from rucat.platforms.standalone.master import (
 from rucat.platforms.standalone.status import (
     MasterTrouble,
     explain_driver_failure,
+    main_exception,
     observe,
     version_mismatch,
 )
@@ -259,3 +260,35 @@ def test_other_driver_failures_are_left_as_they_are() -> None:
         )
         == reason
     )
+
+
+CONF_FAILURE_LOG = """\
+26/12/02 00:33:50 ERROR SparkContext: Error initializing SparkContext.
+Exception in thread "main" org.apache.spark.SparkIllegalArgumentException: \
+[INVALID_SPARK_CONFIG.INVALID_EXECUTOR_HEARTBEAT_INTERVAL] Invalid Spark config: The value of \
+spark.network.timeout=1000ms must be greater than the value of \
+spark.executor.heartbeatInterval=10000ms. SQLSTATE: 42616
+\tat org.apache.spark.SparkException$.require(SparkException.scala:121)
+\tat org.apache.spark.deploy.SparkSubmit.main(SparkSubmit.scala)
+26/12/02 00:33:50 INFO ShutdownHookManager: Shutdown hook called
+"""
+
+
+def test_the_exception_that_ended_the_driver_is_read_from_its_log() -> None:
+    found = main_exception(CONF_FAILURE_LOG)
+    assert found is not None
+    assert found.startswith("org.apache.spark.SparkIllegalArgumentException: ")
+    assert found.endswith("spark.executor.heartbeatInterval=10000ms. SQLSTATE: 42616")
+    assert main_exception("26/12/02 INFO all is well") is None
+
+
+def test_a_driver_that_died_of_an_exception_says_it_first() -> None:
+    reason = "the Spark Connect server exited with status 1; last log lines:\n\tat Main.main"
+    explained = explain_driver_failure(
+        reason,
+        engine_version="4.0.1",
+        master_url="spark://m:7077",
+        master_version="4.0.1",
+        log_text=CONF_FAILURE_LOG,
+    )
+    assert explained == f"the driver failed: {main_exception(CONF_FAILURE_LOG)}; {reason}"

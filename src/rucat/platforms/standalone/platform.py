@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: A reading of the master shared by inspections this close together (seconds).
 MASTER_VIEW_MAX_AGE = 1.0
+#: Lines of a failed driver's log searched for the exception that ended it.
+FAILURE_LOG_SCAN_LINES = 400
 #: How long stop() waits for the master to show the application finished (seconds).
 STOP_CONFIRM_SECS = 30.0
 
@@ -160,6 +162,7 @@ class StandalonePlatform:
             engine_version=engine.version,
             master_url=self._config.master_url,
             master_version=master_version,
+            log_text=await self._drivers.logs(engine=engine, tail=FAILURE_LOG_SCAN_LINES),
         )
 
     async def stop(self, *, engine: Engine) -> None:

@@ -11,6 +11,7 @@ The decisions are tables of cases (tests/unit/test_standalone_status.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Unknown
@@ -84,13 +85,31 @@ _REGISTRATION_FAILURES = (
     "Failed to connect to master",
 )
 _SERIALIZATION_MISMATCH = "local class incompatible"
+#: The JVM's line for an exception that ended the driver's main thread.
+_MAIN_EXCEPTION = re.compile(r'^Exception in thread "main" (.+)$', re.MULTILINE)
+
+
+def main_exception(log_text: str) -> str | None:
+    """The last exception that ended a driver's main thread, from its log; None if none.
+
+    A driver that fails in SparkContext's start-up (a bad conf) logs it first and
+    then a long stack trace, so the last log lines of a failure reason miss it.
+    """
+    found = _MAIN_EXCEPTION.findall(log_text)
+    return found[-1].strip() if found else None
 
 
 def explain_driver_failure(
-    reason: str, *, engine_version: str, master_url: str, master_version: str | None
+    reason: str,
+    *,
+    engine_version: str,
+    master_url: str,
+    master_version: str | None,
+    log_text: str = "",
 ) -> str:
-    """A driver's failure reason (which quotes its last log lines), with what the
-    log says about the master in front: a version mismatch names both versions."""
+    """A driver's failure reason (which quotes its last log lines), with what its
+    log says in front: about the master (a version mismatch names both versions),
+    else the exception that ended the driver."""
     theirs = f"Spark {master_version}" if master_version else "an unknown Spark version"
     if _SERIALIZATION_MISMATCH in reason:
         return (
@@ -108,4 +127,7 @@ def explain_driver_failure(
             f"the driver could not register with the standalone master at {master_url} "
             f"({hint}); {reason}"
         )
+    cause = main_exception(log_text)
+    if cause is not None and cause not in reason:
+        return f"the driver failed: {cause}; {reason}"
     return reason
