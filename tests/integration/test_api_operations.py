@@ -249,7 +249,8 @@ def test_json_log_lines_are_one_object_each() -> None:
     assert first["status"] == 200
     assert first["level"] == "INFO"
     assert first["logger"] == "rucat.access"
-    assert second["message"] == "two\nlines"
+    # Escaped even in JSON: `jq -r .message` must not print a forged second line.
+    assert second["message"] == "two\\nlines"
 
 
 async def test_an_unexpected_exception_is_a_logged_500_with_a_json_detail(

@@ -54,3 +54,32 @@ def check_label(field: str, text: str) -> str:
             f"found {describe_character(char)} at index {index}"
         )
     return text
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    known = _ESCAPES.get(char)
+    if known is not None:
+        return known
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_unsafe(text: str) -> str:
+    """`text` with every character that could forge or disguise a log line escaped.
+
+    CR, LF and tab become ``\\r``, ``\\n``, ``\\t``; other control, format (Cf),
+    separator, surrogate, private-use and unassigned characters become
+    ``\\xNN``/``\\uNNNN``. Ordinary spaces of any script stay as they are.
+    Text that needs nothing (almost all) is returned as is, at C speed.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or unicodedata.category(char) == "Zs" else _escaped(char)
+        for char in text
+    )
