@@ -23,7 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-from rucat.config import DatabaseConfig, RucatConfig, SqliteConfig
+from rucat.config import (
+    AuthProviderConfig,
+    DatabaseConfig,
+    RucatConfig,
+    SqliteConfig,
+    StaticAuthConfig,
+)
 from rucat.server.connections import AcceptFailureLog, connection_limit
 from rucat.server.runner import serve
 from rucat.store import open_store
@@ -149,6 +155,29 @@ async def test_an_idle_keep_alive_connection_gets_the_same_deadline_for_its_next
         writer.write(b"G")
         await writer.drain()
         assert await _closed_by_server(reader) == b""
+        writer.close()
+
+
+async def test_a_body_still_trickling_after_its_401_does_not_hold_the_connection(
+    tmp_path: Path,
+) -> None:
+    static = StaticAuthConfig(bearer_token="secret-token")  # type: ignore[arg-type]
+    auth = AuthProviderConfig(StaticAuthProviderConfig=static)
+    async with _server(tmp_path, auth_provider=auth, header_timeout_secs=0.3) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /engine HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n{")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+        assert head.startswith(b"HTTP/1.1 401")
+        closed = asyncio.ensure_future(reader.read())  # the 401's body, then EOF
+        for _ in range(600):  # one byte every 0.1 s: never done within the test
+            if closed.done():
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(b" ")
+                await writer.drain()
+            await asyncio.sleep(0.1)
+        assert closed.done(), "the server kept the connection of a trickling body"
+        assert b"HTTP/1.1" not in await closed
         writer.close()
 
 

@@ -8,7 +8,7 @@ on uvicorn's h11 protocol:
 
 - a header deadline: a connection that has not sent a whole request head
   within `header_timeout_secs` of opening, or of its previous response, is
-  closed;
+  closed (also one still trickling the body of a request already answered);
 - a connection bound: beyond `max_connections` (capped below the process's
   file limit), the connection that has waited longest for a request head is
   closed to make room. A client that sends its request at once (curl, the SDK,
@@ -18,7 +18,8 @@ on uvicorn's h11 protocol:
 - accept failures (out of file descriptors) logged at most once a second.
 
 Invariant: `_ConnectionGuard.waiting` holds exactly the open connections that
-have no request in progress, oldest first.
+have no request in progress (no head yet, or the last response complete),
+oldest first; each has a deadline.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("rucat.server")
@@ -99,15 +99,22 @@ class GuardedH11Protocol(H11Protocol):
         self._forget()
         super().connection_lost(exc)
 
+    def _in_request(self) -> bool:
+        """A request head arrived and its response is not complete yet."""
+        return self.cycle is not None and not self.cycle.response_complete
+
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._stop_waiting()  # a request head arrived (or the connection failed)
+        if self._in_request():
+            self._stop_waiting()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-            self._start_waiting()  # keep-alive: the next head has a deadline too
+        if not self.transport.is_closing() and not self._in_request():
+            # Keep-alive: the next head has a deadline too. So has the rest of a
+            # body the client is still sending after its answer (a 401, say):
+            # uvicorn discards it, and would wait for it for ever.
+            self._start_waiting()
 
     # --- waiting for a request head -------------------------------------------
 
