@@ -84,6 +84,9 @@ class PodCache:
         #: Whether the pod with this uid is the engine's driver; None accepts every pod.
         self._accept = accept
         self._ignored: set[str] = set()
+        #: The latest pod refused per engine, applied by trust() once the platform
+        #: learns its uid (its events may arrive before the create call returns).
+        self._held: dict[EngineId, Mapping[str, Any]] = {}
         self._entries: dict[EngineId, Entry] = {}
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -138,9 +141,13 @@ class PodCache:
         if kind in ("ADDED", "MODIFIED") and not self._accepts(engine_id, uid, meta):
             # Not known to be Rucat's: let the monitor look (it reads the pod by its
             # name and checks the recorded uid), never present it as the engine.
+            self._hold(engine_id, pod)
             self._on_change(engine_id)
             return
         if kind == "DELETED":
+            held = self._held.get(engine_id)
+            if held is not None and str((held.get("metadata") or {}).get("uid") or "") == uid:
+                del self._held[engine_id]
             if current is None or current.uid != uid:
                 return
             del self._entries[engine_id]
@@ -178,6 +185,20 @@ class PodCache:
             self._on_change(engine_id)
         for pod in fresh.values():
             self._apply("ADDED", pod)
+
+    def trust(self, engine_id: EngineId) -> None:
+        """The platform has just learnt the engine's driver uid: apply what was held."""
+        held = self._held.pop(engine_id, None)
+        if held is not None:
+            self._apply("ADDED", held)
+
+    def _hold(self, engine_id: EngineId, pod: Mapping[str, Any]) -> None:
+        if len(self._held) >= _IGNORED_MAX:
+            self._held.clear()
+        held = self._held.get(engine_id)
+        version, held_version = _version(pod), _version(held) if held is not None else None
+        if held is None or version is None or held_version is None or version >= held_version:
+            self._held[engine_id] = pod
 
     def _accepts(self, engine_id: EngineId, uid: str, meta: Mapping[str, Any]) -> bool:
         if self._accept is None or self._accept(engine_id, uid):

@@ -193,8 +193,13 @@ class KubernetesPlatform:
             await self._create(NetworkPolicy, built.network_policy)
         pod = await self._create(Pod, built.pod)
         if pod is not None:
-            await self._record_driver(engine.id, str(pod["metadata"]["uid"]))
+            uid = str(pod["metadata"]["uid"])
+            # Trusted from now on (the watch may already have held its events back),
+            # then recorded where a restarted or another monitor will find it.
+            self._driver_uids[engine.id] = uid
             cache.put(pod)
+            cache.trust(engine.id)
+            await self._record_driver(engine.id, uid)
             return
         # The name is taken: adopt the pod only if it is the one Rucat created.
         pod = await self._read_pod(engine.id)
@@ -208,6 +213,9 @@ class KubernetesPlatform:
             )
         if await self._is_rucats(engine.id, pod):
             cache.put(pod)
+            cache.trust(engine.id)
+            # Idempotent; completes a record that failed after the pod was made.
+            await self._record_driver(engine.id, str(pod["metadata"]["uid"]))
             return
         # Not recorded: made by someone else, or by a monitor that died before
         # recording it. Either way it is not trusted; remove it and start afresh.
@@ -296,13 +304,14 @@ class KubernetesPlatform:
             ours = await self._is_rucats(engine.id, pod)
         except (PlatformError, PlatformRejected) as e:
             return Unknown(e.message)
-        if not ours:
-            return Failed(
-                f"pod {manifests.driver_pod_name(engine.id)} holds the driver's name but is "
-                "not the driver pod Rucat created for this engine"
-            )
-        cache.put(pod)
-        return self._observe(engine.id, pod)
+        if ours:
+            cache.put(pod)
+            cache.trust(engine.id)
+            return self._observe(engine.id, pod)
+        return Failed(
+            f"pod {manifests.driver_pod_name(engine.id)} holds the driver's name but is "
+            "not the driver pod Rucat created for this engine"
+        )
 
     async def stop(self, *, engine: Engine) -> None:
         ns = self.config.namespace
