@@ -9,12 +9,18 @@ the SDK send no Origin and keep working.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import shutil
+from pathlib import Path
 
+import httpx
 import pytest
 
-from rucat.config import RucatConfig
+from rucat.config import DatabaseConfig, RucatConfig, SqliteConfig
+from rucat.server.runner import serve
+from rucat.store import open_store
 from tests.integration.conftest import SPARK, Api, StartApi
 
 EVIL = "http://evil.example"
@@ -129,3 +135,31 @@ async def test_curl_without_content_type_or_origin_keeps_working(api: Api) -> No
     body, _, status = out.decode().rpartition("\n")
     assert status == "200", body
     assert len(await _engines(api)) == 1
+
+
+async def test_a_server_on_every_interface_says_which_hosts_it_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(DatabaseConfig(Sqlite=SqliteConfig(path=str(tmp_path / "r.db"))))
+    started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    config = RucatConfig(host="0.0.0.0", port=0, connect_port=None)
+    with caplog.at_level(logging.WARNING, logger="rucat.server"):
+        task = asyncio.create_task(
+            serve(config, store=store, platform=None, on_started=started.set_result)
+        )
+        try:
+            url = await asyncio.wait_for(started, 60)
+            port = url.rsplit(":", 1)[1]
+            async with httpx.AsyncClient(timeout=30) as client:
+                ok = await client.get(f"http://127.0.0.1:{port}/engines")
+                refused = await client.get(
+                    f"http://127.0.0.1:{port}/engines", headers={"Host": "192.0.2.7"}
+                )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.close()
+    assert (ok.status_code, refused.status_code) == (200, 400)
+    warnings = [r.getMessage() for r in caplog.records if "allowed_hosts" in r.getMessage()]
+    assert warnings and "0.0.0.0, localhost, 127.0.0.1, ::1" in warnings[0]

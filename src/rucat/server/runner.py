@@ -18,6 +18,7 @@ import uvicorn
 
 from rucat.config import RucatConfig
 from rucat.domain.errors import ConfigError
+from rucat.domain.request_origin import default_allowed_hosts
 from rucat.platforms import Platform
 from rucat.server.app import create_app
 from rucat.server.auth import Authenticator
@@ -145,6 +146,12 @@ async def _serve_rest(
         port = server.servers[0].sockets[0].getsockname()[1]
         url = _url(config.host, port)
         log.info("REST API listening on %s", url, extra={"url": url})
+        if config.allowed_hosts is None and config.host in ("0.0.0.0", "::", ""):
+            log.warning(
+                "the REST API listens on every interface but answers only the Host names "
+                "%s: set allowed_hosts to the names clients use",
+                ", ".join(default_allowed_hosts(config.host)),
+            )
         if on_started is not None:
             on_started(url)
         # shield: a cancellation reaches this coroutine, not uvicorn's, which
