@@ -18,7 +18,7 @@ with a message naming the value. Included once, from configmap.yaml.
 {{- fail "auth.username is set but auth.password is empty: set auth.password or auth.existingSecret" -}}
 {{- end -}}
 {{- end -}}
-{{- if hasKey .Values.spark "namespace" -}}
+{{- if .Values.spark.namespace -}}
 {{- fail "spark.namespace is now engines.namespace" -}}
 {{- end -}}
 {{- $engines := include "rucat.sparkNamespace" . -}}
