@@ -462,9 +462,11 @@ async def test_a_quiet_real_engine_runs_udfs_hides_its_token_and_reports_kill_9(
         for member in members:
             for what in ("cmdline", "environ"):
                 assert token.encode() not in proc_file(member.pid, what)
+            assert b"spark.log.level" not in proc_file(member.pid, "cmdline")  # a user conf
         logs = await platform.logs(engine=e)
         assert token not in logs
-        assert "INFO Utils: Successfully started service" not in logs  # WARN took effect
+        # WARN took effect: user confs reach Spark through the properties file.
+        assert "INFO Utils: Successfully started service" not in logs
 
         def query() -> tuple[list[tuple[int]], list[tuple[int]]]:
             from pyspark.sql import SparkSession

@@ -12,14 +12,22 @@ from pathlib import Path
 
 FAKE_VERSION = "9.9.9"
 
-#: A stand-in spark-submit. `--conf rucat.test.mode=...` picks what it does:
+#: A stand-in spark-submit. The conf `rucat.test.mode` (from its properties file
+#: or a --conf) picks what it does:
 #: serve (default) opens a plain TCP port (no Spark Connect) and logs it as the
 #: Connect port; exit:N exits with N; stubborn also ignores SIGTERM and has a child.
 FAKE_SPARK_SUBMIT = """\
 #!{python}
 import os, signal, socket, subprocess, sys, time
 args = sys.argv[1:]
-confs = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+confs = {{}}
+if "--properties-file" in args:  # as spark-submit: the file, then --conf over it
+    with open(args[args.index("--properties-file") + 1]) as f:
+        for line in f:
+            if "=" in line and not line.startswith("#"):
+                key, value = line.rstrip("\\n").split("=", 1)
+                confs[key] = value.replace(chr(92), "")  # test values: escapes only
+confs.update(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
 mode = confs.get("rucat.test.mode", "serve")
 conf_dir = os.environ.get("SPARK_CONF_DIR", "")
 print("fake spark-submit", os.getpid(), "SPARK_CONF_DIR=" + conf_dir, flush=True)

@@ -31,7 +31,8 @@ def _outlive(signum: int, frame: FrameType | None) -> None:
 
 def _record(exit_file: str, status: dict[str, object]) -> None:
     tmp = f"{exit_file}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(status, f)
     os.replace(tmp, exit_file)
 

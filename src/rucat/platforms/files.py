@@ -2,22 +2,66 @@
 
 Kept apart from the platform so any process platform (Local, Standalone) can
 share them: private files are created with their final mode (no moment of
-wider access), state files are replaced atomically, logs are read from the end.
+wider access) whatever the umask, state files are replaced atomically, logs
+are read from the end. Everything an engine leaves on disk is its owner's
+only (folders 0700, files 0600): logs and properties may hold secrets, and
+another OS user on the machine must not read them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
+#: Modes of what Rucat keeps on disk: its owner's only.
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """`path` opened for appending, created 0600 (an existing file is made 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
 
 def append(path: Path, text: str) -> None:
-    with open(path, "ab") as f:
+    with open_private_log(path) as f:
         f.write(text.encode())
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and any missing parent 0700 (the umask cannot widen them)."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent creator
+            folder.mkdir(mode=PRIVATE_DIR)
+            os.chmod(folder, PRIVATE_DIR)
+
+
+def tighten(path: Path, mode: int) -> int | None:
+    """Remove every permission bit of `path` beyond `mode`; the old mode if it
+    changed, else None (also when it is absent). Never follows a symlink."""
+    try:
+        current = stat.S_IMODE(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(os.lstat(path).st_mode) or current & ~mode == 0:
+        return None
+    os.chmod(path, current & mode)
+    return current
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -35,9 +79,9 @@ def write_atomically(path: Path, text: str) -> None:
 
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, without a moment of wider access."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(f.fileno(), 0o600)  # if it existed with a wider mode
+        os.fchmod(f.fileno(), PRIVATE_FILE)  # if it existed with a wider mode
         f.write(text)
 
 

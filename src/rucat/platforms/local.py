@@ -1,13 +1,15 @@
 """The Local platform: each engine is a detached process group on this machine.
 
-Layout, under ``<data_dir>/engines/<engine id>/`` (mode 0700):
+Layout, under ``<data_dir>/engines/<engine id>/``; the data dir and every folder
+in it are 0700 and every file 0600, whatever the umask (``files``), and check()
+tightens what an older Rucat left wider:
 
 - ``engine.log``       stdout and stderr of every run, appended; kept until forget()
 - ``run.json``         the current run: supervisor pid + start time, log offset, port.
                        Present from start() until stop(); its absence means Absent.
 - ``exit.json``        written by the supervisor when the engine process ends
-- ``spark.properties`` mode 0600: the engine's Connect token and endpoint confs,
-                       so the token never appears on a command line or in an environment
+- ``spark.properties`` mode 0600: the user's confs, the engine's Connect token and
+                       endpoint confs, so none appears on a command line or in an environment
 - ``conf/``            SPARK_CONF_DIR when Spark's has no log4j2 config: its files
                        linked, plus a log4j2 config that keeps the Connect port's log line
 - ``.lock``            flock'ed by whoever starts or stops the engine (several monitors)
@@ -93,7 +95,8 @@ class LocalPlatform:
         #: spark-submit's --master: the Standalone platform runs its drivers here too.
         self._master = master
         # Absolute: engines run with their own folder as working directory.
-        self._root = Path(data_dir).absolute() / "engines"
+        self._data_dir = Path(data_dir).absolute()
+        self._root = self._data_dir / "engines"
         self._locks: dict[EngineId, asyncio.Lock] = {}
         #: Our own children (supervisors), kept to reap them.
         self._children: dict[EngineId, subprocess.Popen[bytes]] = {}
@@ -133,7 +136,7 @@ class LocalPlatform:
         processes (flock on its .lock file). Yields the engine's folder."""
         folder = self._dir(engine_id)
         async with self._lock(engine_id):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            files.make_private_dir(folder)
             fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 while True:
@@ -146,9 +149,25 @@ class LocalPlatform:
             finally:
                 os.close(fd)  # releases the flock
 
+    def _make_private(self) -> None:
+        """The data dir and what engines left in it, owner-only (a data dir from an
+        older Rucat, or made by hand, may be readable by others); logs each change."""
+        files.make_private_dir(self._root)
+        folders = [self._data_dir, self._root]
+        with contextlib.suppress(FileNotFoundError):
+            folders += [p for p in self._root.iterdir() if p.is_dir() and not p.is_symlink()]
+        for folder in folders:
+            _tighten(folder, files.PRIVATE_DIR)
+            if folder.parent != self._root:
+                continue
+            for entry in folder.iterdir():
+                is_dir = entry.is_dir() and not entry.is_symlink()
+                _tighten(entry, files.PRIVATE_DIR if is_dir else files.PRIVATE_FILE)
+
     # --- Platform ---------------------------------------------------------------
 
     async def check(self) -> None:
+        await asyncio.to_thread(self._make_private)
         # The same choice as spark-class: JAVA_HOME if set, else `java` on the PATH.
         java_home = self._config.java_home
         env_java_home = os.environ.get("JAVA_HOME")
@@ -208,20 +227,24 @@ class LocalPlatform:
         conf_dir = Path(env.get("SPARK_CONF_DIR") or spark_home / "conf")
         if not spark.has_log4j2_config(conf_dir):
             env["SPARK_CONF_DIR"] = str(_own_conf_dir(folder, conf_dir, spark_home))
-        # Defaults first (spark-defaults.conf, then Rucat's), the endpoint last.
+        # Defaults first (spark-defaults.conf, Rucat's, the user's), the endpoint
+        # last. The user's confs may hold secrets: they go in this 0600 file, never
+        # on the command line, which every OS user can read in /proc/<pid>/cmdline.
         properties = {
             "spark.local.dir": str(folder / "tmp"),
+            **engine.configs,
             **spark.connect_properties(token=engine.connect_token, address=host, port=0),
         }
         text = spark.properties_text(
             properties, defaults=spark.spark_defaults_text(spark_home, conf_dir)
         )
         files.write_private(folder / _PROPS, text)
+        # Rucat's own confs, none secret, stay visible to `ps` (the app name names
+        # the engine's processes) and win over any file.
         confs = {
             "spark.app.name": spark.app_name(engine.id),
             "spark.driver.host": host,
             "spark.driver.bindAddress": host,
-            **engine.configs,
         }
         argv = spark.connect_server_argv(
             spark_home, master=self._master, confs=confs, properties_file=folder / _PROPS
@@ -229,7 +252,7 @@ class LocalPlatform:
         with contextlib.suppress(FileNotFoundError):
             (folder / _EXIT).unlink()
         now = datetime.now(UTC)
-        with open(folder / _LOG, "ab") as log:
+        with files.open_private_log(folder / _LOG) as log:
             offset = log.tell()
             log.write(
                 f"rucat: starting Spark {engine.version} engine {engine.id} "
@@ -502,7 +525,7 @@ def _own_conf_dir(folder: Path, conf_dir: Path, spark_home: Path) -> Path:
     if conf_dir.is_dir():
         for entry in conf_dir.iterdir():
             (ours / entry.name).symlink_to(entry.absolute())
-    (ours / "log4j2.properties").write_text(spark.log4j2_config_text(spark_home))
+    files.write_private(ours / "log4j2.properties", spark.log4j2_config_text(spark_home))
     return ours
 
 
@@ -511,6 +534,16 @@ def _read_whole(path: Path) -> str:
         return path.read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        old = files.tighten(path, mode)
+    except OSError as e:  # not ours (a shared folder named as data dir): say so
+        log.warning("cannot make %s private (mode %o): %s", path, mode, e.strerror or e)
+        return
+    if old is not None:
+        log.warning("made %s private: mode %o -> %o", path, old, old & mode)
 
 
 def _now() -> str:

@@ -17,7 +17,11 @@ Descriptions name the database for messages and never hold a password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
+import stat
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,12 +74,47 @@ def _prepare_sqlite_path(configured: str) -> Path:
         )
     path = Path(configured).expanduser().absolute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private_dir(path.parent)
     except OSError as e:
         raise StoreUnavailable(
             f"SQLite database {path}: cannot create folder {path.parent}: {e.strerror or e}"
         ) from e
+    try:
+        _make_private_database(path)
+    except OSError as e:
+        raise StoreUnavailable(f"SQLite database {path}: {e.strerror or e}") from e
     return path
+
+
+def _make_private_dir(path: Path) -> None:
+    """Create `path` and its missing parents 0700, whatever the umask."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+
+
+def _make_private_database(path: Path) -> None:
+    """The database file exists and is 0600, and so are its WAL and SHM files.
+
+    It holds every engine's token. SQLite creates the -wal, -shm and -journal
+    files with the database file's own mode (not the umask), so creating that
+    file 0600 before SQLite opens it keeps them all private. Files an older
+    Rucat left wider are tightened, and each change is logged.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    for name in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            mode = stat.S_IMODE(os.lstat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(name, mode & 0o600)
+            log.warning("made %s private: mode %o -> %o", name, mode, mode & 0o600)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
