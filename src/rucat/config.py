@@ -240,6 +240,12 @@ class LocalPlatformConfig(_Strict):
         10.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping an engine."
     )
     java_home: str | None = Field(None, description="JAVA_HOME for engines; default: the PATH's.")
+    log_max_bytes: int = Field(
+        64 << 20,
+        ge=64 << 10,
+        description="Most disk one engine's log takes: engine.log is rotated to engine.log.1 "
+        "(replacing the one before) when it would pass half of this.",
+    )
 
 
 class StandalonePlatformConfig(_Strict):

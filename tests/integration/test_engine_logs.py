@@ -1,7 +1,8 @@
-"""Engine logs under load: reading a log never stalls the REST API.
+"""Engine logs under load: reading a log never stalls the REST API nor fills
+its memory, and an engine's log never fills the disk.
 
-A real server and monitor in one event loop (as in `rucat up`), with the Local
-platform running stand-in engines (tests/support/fake_spark.py).
+A real server (and monitor, in one event loop as in `rucat up`), with the
+Local platform running stand-in engines (tests/support/fake_spark.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from rucat.config import LocalPlatformConfig, PlatformConfig, RucatConfig
+from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
 from rucat.domain.state import EngineState
 from rucat.monitor.runner import build_monitor
+from rucat.platforms import Pending, files
 from rucat.platforms.local import LocalPlatform
 from rucat.store import EngineStore
 from tests.conftest import FakeClock
@@ -101,3 +105,96 @@ async def test_health_answers_while_an_engines_log_tail_is_being_saved(
             return await state_of(api, engine_id) is EngineState.Terminated
 
         await eventually(terminated, timeout=30, what="Terminated")
+
+
+def peak_rss_since_reset() -> int:
+    """This process's peak resident memory (bytes) since `reset_peak_rss`."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def sparse_log(path: Path, size: int) -> None:
+    """A `size`-byte log of 1 MiB lines ending ``line N``, in holes of a sparse file."""
+    line = 1 << 20
+    with open(path, "wb") as f:
+        for n in range(size // line):
+            end = f"line {n}\n".encode()
+            f.seek((n + 1) * line - len(end))
+            f.write(end)
+
+
+@pytest.mark.timeout(120)
+async def test_a_300_mb_log_is_served_capped_without_the_servers_memory_growing(
+    tmp_path: Path, store: EngineStore
+) -> None:
+    platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path / "data")
+    async with running_api(RucatConfig(), store=store, platform=platform) as api:
+        engine_id = await api.create()
+        folder = tmp_path / "data" / "engines" / engine_id
+        folder.mkdir(parents=True)
+        size = 300 << 20
+        sparse_log(folder / "engine.log", size)
+        await api.client.get("/health")  # warm: the first request's imports
+        reset_peak_rss()
+        before = peak_rss_since_reset()
+        response = await api.client.get(f"/engine/{engine_id}/logs")
+        grown = peak_rss_since_reset() - before
+        assert response.status_code == 200
+        logs = response.json()["logs"]
+        # Before, the server read all of it: 300 MB of bytes, then as much text and JSON.
+        assert grown < 64 << 20, f"the server grew by {grown >> 20} MiB"
+        cap = files.TAIL_MAX_BYTES
+        assert logs.startswith(files.left_out_marker(size - cap, cap))
+        assert logs.endswith("\0line 299\n")
+        assert len(logs) < 2 * cap
+        tail = (await api.client.get(f"/engine/{engine_id}/logs", params={"tail": 1})).json()
+        assert tail["logs"].endswith("\0line 299\n")
+        await platform.close()
+
+
+@pytest.mark.timeout(120)
+async def test_an_engines_log_on_disk_is_rotated_below_its_cap_keeping_the_newest_output(
+    tmp_path: Path,
+) -> None:
+    cap = 256 << 10
+    local = LocalPlatformConfig(
+        spark_homes={FAKE_VERSION: str(make_fake_spark_home(tmp_path))}, log_max_bytes=cap
+    )
+    platform = LocalPlatform(local, data_dir=tmp_path)
+    request = CreateEngineRequest(
+        name="t",
+        engine_type=EngineType.Spark,
+        version=FAKE_VERSION,
+        configs={"rucat.test.mode": "flood:4096"},  # 4 MiB, then the port's line
+    )
+    e = new_engine(request, platform="Local", now=datetime.now(UTC))
+    folder = tmp_path / "engines" / e.id
+    try:
+        await platform.start(engine=e)
+
+        async def serving() -> Pending | None:
+            seen = await platform.inspect(engine=e)
+            return seen if isinstance(seen, Pending) and "does not answer" in seen.detail else None
+
+        # The port's line came after the flood and its rotations: it is still found.
+        await eventually(serving, timeout=60, what="the port after the flood")
+        log, rotated = folder / "engine.log", folder / "engine.log.1"
+
+        async def within_cap() -> bool:  # checked 4 times a second by the supervisor
+            return log.stat().st_size + rotated.stat().st_size <= cap
+
+        await eventually(within_cap, timeout=10, what="the log within its cap")
+        assert (folder / "engine.log.rotated").exists()
+        assert "flood 00004095 " in log.read_text() + rotated.read_text()
+        assert "flood 00000000 " not in log.read_text() + rotated.read_text()
+        assert stat.S_IMODE(rotated.stat().st_mode) == 0o600
+        assert "Spark Connect server started at" in await platform.logs(engine=e, tail=5)
+    finally:
+        await platform.forget(engine=e)
+        await platform.close()

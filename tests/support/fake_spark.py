@@ -15,7 +15,8 @@ FAKE_VERSION = "9.9.9"
 #: A stand-in spark-submit. The conf `rucat.test.mode` (from its properties file
 #: or a --conf) picks what it does:
 #: serve (default) opens a plain TCP port (no Spark Connect) and logs it as the
-#: Connect port; exit:N exits with N; stubborn also ignores SIGTERM and has a child.
+#: Connect port; exit:N exits with N; stubborn also ignores SIGTERM and has a child;
+#: flood:N prints N lines of 1 KiB ("flood 00000000 zzz...") first, then serves.
 FAKE_SPARK_SUBMIT = """\
 #!{python}
 import os, signal, socket, subprocess, sys, time
@@ -34,6 +35,9 @@ print("fake spark-submit", os.getpid(), "SPARK_CONF_DIR=" + conf_dir, flush=True
 if mode.startswith("exit:"):
     print("fake: giving up", file=sys.stderr, flush=True)
     sys.exit(int(mode[5:]))
+if mode.startswith("flood:"):  # N lines of 1 KiB before serving
+    for n in range(int(mode[6:])):
+        print(f"flood {{n:08}} " + "z" * 1008, flush=n % 64 == 0)
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])

@@ -64,6 +64,39 @@ def test_a_log_with_no_newline_at_all_is_one_cut_line(tmp_path: Path) -> None:
     assert files.tail(log, 3, max_bytes=10) == files.cut_marker(10) + "y" * 10
 
 
+def test_a_whole_log_within_the_cap_is_all_of_it_and_a_longer_one_says_what_is_left_out(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "engine.log"
+    assert files.whole(log) == ""
+    log.write_text("".join(f"{n:03}\n" for n in range(100)))  # 4 bytes a line
+    assert files.whole(log, max_bytes=400) == log.read_text()
+    assert files.whole(log, max_bytes=12) == files.left_out_marker(388, 12) + "097\n098\n099\n"
+    assert files.whole(log, max_bytes=10) == (
+        files.left_out_marker(390, 10) + files.cut_marker(10) + "7\n098\n099\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lines", "max_bytes", "expected"),
+    [
+        pytest.param(["a\n", "b\n"], 100, "a\nb\n", id="all-of-it"),
+        pytest.param(["aaaa\n", "b\n"], 4, "[left:5]b\n", id="earlier-lines-left-out"),
+        pytest.param(["a\n", "b" * 9 + "\n"], 4, "[left:8][cut]bbb\n", id="one-long-line"),
+    ],
+)
+def test_a_window_over_a_whole_log_says_how_much_it_left_out(
+    lines: list[str], max_bytes: int, expected: str
+) -> None:
+    window = files.LineWindow(None, max_bytes=max_bytes)
+    for line in lines:
+        window.add(line)
+    left = expected.partition("[left:")[2].partition("]")[0]
+    if left:
+        expected = expected.replace(f"[left:{left}]", files.left_out_marker(int(left), max_bytes))
+    assert window.text() == expected.replace("[cut]", files.cut_marker(max_bytes))
+
+
 @pytest.mark.parametrize(
     ("lines", "count", "max_bytes", "expected"),
     [
@@ -81,3 +114,16 @@ def test_a_window_over_arriving_lines_keeps_the_last_within_its_cap(
     for line in lines:
         window.add(line)
     assert window.text() == expected.replace("[cut]", files.cut_marker(max_bytes))
+
+
+def test_a_tail_of_a_rotated_log_continues_into_the_file_it_was_rotated_from(
+    tmp_path: Path,
+) -> None:
+    log, older = tmp_path / "engine.log", tmp_path / "engine.log.1"
+    older.write_text("a\nb\nc\n")
+    log.write_text("d\n")
+    assert files.tail(log, 3, older=older) == "b\nc\nd\n"
+    assert files.tail(log, 1, older=older) == "d\n"
+    assert files.tail(log, 3, older=tmp_path / "absent") == "d\n"
+    assert files.whole(log, older=older) == "a\nb\nc\nd\n"
+    assert files.whole(log, older=older, max_bytes=4) == files.left_out_marker(4, 4) + "c\nd\n"

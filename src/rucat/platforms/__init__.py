@@ -57,7 +57,11 @@ class Platform(Protocol):
         ...
 
     async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
-        """The engine's log (its last `tail` lines); '' when there is none."""
+        """The engine's log (its last `tail` lines); '' when there is none.
+
+        Bounded whatever the log: at most its last `files.TAIL_MAX_BYTES`, a
+        longer line cut with `files.cut_marker`, a whole log cut short starting
+        with `files.left_out_marker`. Never blocks the event loop."""
         ...
 
     async def close(self) -> None: ...

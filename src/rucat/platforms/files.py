@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -96,16 +97,40 @@ def cut_marker(max_bytes: int) -> str:
     return f"[rucat: line cut, a log tail reads at most {max_bytes} bytes] "
 
 
-def tail(path: Path, lines: int, *, start: int = 0, max_bytes: int = TAIL_MAX_BYTES) -> str:
+def tail(
+    path: Path,
+    lines: int,
+    *,
+    start: int = 0,
+    max_bytes: int = TAIL_MAX_BYTES,
+    older: Path | None = None,
+) -> str:
     """The last `lines` lines of `path` from byte `start` on; '' if there is none.
 
     Reads at most `max_bytes` from the end, in chunks counted once each, so its
     cost is linear in the bytes read and bounded. A line that starts before
-    that window is cut: its end is kept, after `cut_marker`. Blocking: call it
-    from async code with asyncio.to_thread.
+    that window is cut: its end is kept, after `cut_marker`. `older` is the
+    file `path` was rotated from (its output came first), read when `path`
+    alone has too few lines. Blocking: call it from async code with
+    asyncio.to_thread.
     """
     if lines <= 0:
         return ""
+    data, starts_mid_line = _read_back(path, lines, start, max_bytes)
+    if (
+        older is not None
+        and not starts_mid_line
+        and data.count(b"\n") <= lines
+        and len(data) < max_bytes
+    ):
+        before, starts_mid_line = _read_back(older, lines, 0, max_bytes - len(data))
+        data = before + data
+    return _last_lines(data, lines, starts_mid_line, max_bytes)
+
+
+def _read_back(path: Path, lines: int, start: int, max_bytes: int) -> tuple[bytes, bool]:
+    """The end of `path` holding `lines` whole lines, within `max_bytes`, and
+    whether it starts in the middle of a line."""
     try:
         with open(path, "rb") as f:
             end = f.seek(0, os.SEEK_END)
@@ -122,8 +147,29 @@ def tail(path: Path, lines: int, *, start: int = 0, max_bytes: int = TAIL_MAX_BY
                 newlines += chunk.count(b"\n")
             starts_mid_line = pos > start and _byte_before(f, pos) != b"\n"
     except FileNotFoundError:
-        return ""
-    return _last_lines(b"".join(reversed(chunks)), lines, starts_mid_line, max_bytes)
+        return b"", False
+    return b"".join(reversed(chunks)), starts_mid_line
+
+
+def left_out_marker(left_out: int, max_bytes: int) -> str:
+    """The first line of a whole log longer than a read may return."""
+    return (
+        f"[rucat: {left_out} earlier bytes of this log left out: "
+        f"a read returns at most its last {max_bytes} bytes]\n"
+    )
+
+
+def whole(path: Path, *, max_bytes: int = TAIL_MAX_BYTES, older: Path | None = None) -> str:
+    """All of the log at `path` (after `older`, as in `tail`), or only its last
+    `max_bytes` after `left_out_marker`; '' if there is none. Blocking, bounded."""
+    size = 0
+    for part in (path, older):
+        with contextlib.suppress(FileNotFoundError):
+            size += os.stat(part).st_size if part is not None else 0
+    text = tail(path, sys.maxsize, max_bytes=max_bytes, older=older)
+    if size > max_bytes:
+        return left_out_marker(size - max_bytes, max_bytes) + text
+    return text
 
 
 def _byte_before(f: BinaryIO, pos: int) -> bytes:
@@ -144,22 +190,32 @@ def _last_lines(data: bytes, lines: int, starts_mid_line: bool, max_bytes: int) 
 
 
 class LineWindow:
-    """The last `lines` lines of a log that arrives line by line (a pod's), in at
-    most about `max_bytes` characters; a longer line is cut as `tail` cuts it."""
+    """The last `lines` lines (None: all) of a log that arrives line by line (a
+    pod's), in at most about `max_bytes` characters; a longer line is cut as
+    `tail` cuts it, and a whole log cut short starts with `left_out_marker`."""
 
-    def __init__(self, lines: int, *, max_bytes: int = TAIL_MAX_BYTES) -> None:
-        self._lines, self._max = lines, max_bytes
+    def __init__(self, lines: int | None, *, max_bytes: int = TAIL_MAX_BYTES) -> None:
+        self._lines = sys.maxsize if lines is None else lines
+        self._whole = lines is None
+        self._max = max_bytes
         self._kept: deque[str] = deque()
-        self._size = 0
+        self._size = self._left_out = 0
 
     def add(self, line: str) -> None:
         kept = self._kept
         kept.append(line)
         self._size += len(line)
         while len(kept) > self._lines or (self._size > self._max and len(kept) > 1):
-            self._size -= len(kept.popleft())
+            dropped = len(kept.popleft())
+            self._size -= dropped
+            self._left_out += dropped
 
     def text(self) -> str:
         if self._size > self._max:  # one line, longer than the window
-            return cut_marker(self._max) + self._kept[0][-self._max :]
-        return "".join(self._kept)
+            text = cut_marker(self._max) + self._kept[0][-self._max :]
+            left_out = self._left_out + self._size - self._max
+        else:
+            text, left_out = "".join(self._kept), self._left_out
+        if self._whole and left_out:
+            return left_out_marker(left_out, self._max) + text
+        return text

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -366,7 +365,7 @@ class KubernetesPlatform:
         name = manifests.driver_pod_name(engine.id)
         # The kubelet caps a container's log (containerLogMaxSize, 10 MiB by
         # default); the window bounds what Rucat keeps of it, in linear time.
-        window = files.LineWindow(tail if tail is not None else sys.maxsize)
+        window = files.LineWindow(tail)
         try:
             async for line in self._api().log(
                 name,

@@ -4,7 +4,10 @@ Layout, under ``<data_dir>/engines/<engine id>/``; the data dir and every folder
 in it are 0700 and every file 0600, whatever the umask (``files``), and check()
 tightens what an older Rucat left wider:
 
-- ``engine.log``       stdout and stderr of every run, appended; kept until forget()
+- ``engine.log``       stdout and stderr of every run, appended; kept until forget().
+                       The supervisor keeps it within ``log_max_bytes``: past half of
+                       it, its newest half goes to ``engine.log.1`` and it restarts
+                       empty (``engine.log.rotated`` then marks the current run's).
 - ``run.json``         the current run: supervisor pid + start time, log offset, port.
                        Present from start() until stop(); its absence means Absent.
 - ``exit.json``        written by the supervisor when the engine process ends
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -62,12 +66,14 @@ INSPECT_PROBE_TIMEOUT = 5.0
 #: Largest part of a run's log searched for the bound port.
 _PORT_SCAN_BYTES = 4 << 20
 _SUPERVISOR = Path(__file__).with_name("_supervise.py")
-_LOG, _RUN, _EXIT, _PROPS, _LOCK = (
+_LOG, _OLDER_LOG, _RUN, _EXIT, _PROPS, _LOCK, _ROTATED = (
     "engine.log",
+    "engine.log.1",
     "run.json",
     "exit.json",
     "spark.properties",
     ".lock",
+    "engine.log.rotated",
 )
 
 
@@ -249,8 +255,9 @@ class LocalPlatform:
         argv = spark.connect_server_argv(
             spark_home, master=self._master, confs=confs, properties_file=folder / _PROPS
         )
-        with contextlib.suppress(FileNotFoundError):
-            (folder / _EXIT).unlink()
+        for stale in (_EXIT, _ROTATED):  # of the run before
+            with contextlib.suppress(FileNotFoundError):
+                (folder / stale).unlink()
         now = datetime.now(UTC)
         with files.open_private_log(folder / _LOG) as log:
             offset = log.tell()
@@ -267,6 +274,10 @@ class LocalPlatform:
                         "-S",
                         str(_SUPERVISOR),
                         str(folder / _EXIT),
+                        "--log",
+                        str(folder / _LOG),
+                        "--max-log-bytes",
+                        str(self._config.log_max_bytes),
                         "--",
                         *argv,
                     ],
@@ -330,13 +341,20 @@ class LocalPlatform:
         """The port this run's Spark Connect server bound, from its log (cached in run.json)."""
         if run.port is not None:
             return run.port
+        folder = self._dir(engine_id)
+        rotated = (folder / _ROTATED).exists()
+        scanned = b""
         try:
-            with open(self._dir(engine_id) / _LOG, "rb") as f:
-                f.seek(run.log_offset)
-                text = f.read(_PORT_SCAN_BYTES).decode("utf-8", "replace")
+            if rotated:  # the line may have gone to engine.log.1, which is this run's
+                with open(folder / _OLDER_LOG, "rb") as f:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) - _PORT_SCAN_BYTES))
+                    scanned = f.read(_PORT_SCAN_BYTES)
+            with open(folder / _LOG, "rb") as f:
+                f.seek(0 if rotated else run.log_offset)
+                scanned += f.read(_PORT_SCAN_BYTES)
         except FileNotFoundError:
             return None
-        port = spark.bound_connect_port(text)
+        port = spark.bound_connect_port(scanned.decode("utf-8", "replace"))
         if port is not None:
             with contextlib.suppress(OSError):  # only a cache
                 self._write_run(engine_id, replace(run, port=port))
@@ -354,8 +372,13 @@ class LocalPlatform:
             how = f"could not be started: {status.get('error', 'unknown error')}"
         else:
             how = _describe_exit(int(status["returncode"]))
+        rotated = (folder / _ROTATED).exists()  # then engine.log.1 is this run's too
         lines = files.tail(
-            folder / _LOG, FAILURE_LOG_LINES, start=run.log_offset, max_bytes=FAILURE_LOG_BYTES
+            folder / _LOG,
+            FAILURE_LOG_LINES,
+            start=0 if rotated else run.log_offset,
+            max_bytes=FAILURE_LOG_BYTES,
+            older=folder / _OLDER_LOG if rotated else None,
         )
         reason = f"the Spark Connect server {how}"
         return f"{reason}; last log lines:\n{lines}" if lines else reason
@@ -413,11 +436,12 @@ class LocalPlatform:
         self._locks.pop(engine.id, None)
 
     async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
-        path = self._dir(engine.id) / _LOG
+        folder = self._dir(engine.id)
+        path, older = folder / _LOG, folder / _OLDER_LOG
         # Off the event loop: a log's file may be large and its disk slow.
         if tail is None:
-            return await asyncio.to_thread(_read_whole, path)
-        return await asyncio.to_thread(files.tail, path, tail)
+            return await asyncio.to_thread(functools.partial(files.whole, path, older=older))
+        return await asyncio.to_thread(functools.partial(files.tail, path, tail, older=older))
 
     # --- changes ----------------------------------------------------------------
 
@@ -527,13 +551,6 @@ def _own_conf_dir(folder: Path, conf_dir: Path, spark_home: Path) -> Path:
             (ours / entry.name).symlink_to(entry.absolute())
     files.write_private(ours / "log4j2.properties", spark.log4j2_config_text(spark_home))
     return ours
-
-
-def _read_whole(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
 
 
 def _tighten(path: Path, mode: int) -> None:

@@ -238,7 +238,13 @@ def create_app(
             int | None, Query(ge=1, le=MAX_LOG_TAIL, description="Only the last N lines.")
         ] = None,
     ) -> EngineLogs:
-        """The engine's log, kept after it stops until DELETE."""
+        """The engine's log, kept after it stops until DELETE.
+
+        At most its last 1 MiB, `tail` or not: a longer whole log starts with a
+        line saying how many earlier bytes are left out, and a longer single
+        line keeps its end after a marker. The platform's full log stays on
+        its disk (local: `engine.log` and `engine.log.1`, capped by
+        `platform.Local.log_max_bytes`)."""
         engine = await load(engine_id)
         text = ""
         if platform is not None:
