@@ -32,6 +32,7 @@ from rucat.client.errors import (
     WaitTimeout,
 )
 from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.state import EngineState
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncRucatClient",
     "BadRequest",
     "Conflict",
+    "CreatedToken",
     "EngineEventInfo",
     "EngineFailed",
     "EngineInfo",
@@ -50,6 +52,7 @@ __all__ = [
     "ServerError",
     "ServerUnreachable",
     "ServiceUnavailable",
+    "TokenInfo",
     "Unauthorized",
     "UnexpectedResponse",
     "WaitAborted",

@@ -17,10 +17,11 @@ from typing import Any, Self
 
 import httpx
 
-from rucat.client import _core
+from rucat.client import _core, tokens
 from rucat.client._core import Call
 from rucat.client.errors import NotFound, RucatClientError
 from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
 
@@ -164,6 +165,22 @@ class AsyncRucatClient:
         """The engine's recorded transitions, oldest first."""
         response = await self._send(Call("GET", _core.engine_path(engine_id, "/events")))
         return _core.read_events(response)
+
+    # --- personal access tokens -------------------------------------------
+
+    async def create_token(self, name: str, expires_in_days: int | None = None) -> CreatedToken:
+        """A new personal access token acting as you; its secret (`.token`) is shown once."""
+        return tokens.read_created(await self._send(tokens.create_call(name, expires_in_days)))
+
+    async def list_tokens(
+        self, owner: str | None = None, *, everyone: bool = False
+    ) -> builtins.list[TokenInfo]:
+        """Your tokens, oldest first; admins may ask for `owner`'s or `everyone`'s."""
+        return tokens.read_list(await self._send(tokens.list_call(owner, everyone)))
+
+    async def revoke_token(self, token_id: str) -> TokenInfo:
+        """Revoke a token (yours; admins: anyone's); it stops working at once."""
+        return tokens.read_revoked(await self._send(tokens.revoke_call(token_id)))
 
     # --- beyond single calls ----------------------------------------------
 

@@ -58,6 +58,14 @@ class EngineNotFound(PermanentError):
         self.engine_id = engine_id
 
 
+class TokenNotFound(PermanentError):
+    """No access token has this id (or the caller may not see it)."""
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"token {token_id} not found")
+        self.token_id = token_id
+
+
 class StateConflict(PermanentError):
     """The action is not allowed in the engine's current state."""
 

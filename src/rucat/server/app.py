@@ -43,6 +43,7 @@ from rucat.server.schemas import (
     EngineLogs,
     Status,
 )
+from rucat.server.tokens import token_router
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server")
@@ -92,7 +93,7 @@ def create_app(
         # A body without Content-Type is read as JSON (curl users forget -H).
         strict_content_type=False,
     )
-    authenticator = authenticator or Authenticator(config.auth_provider, clock=clock)
+    authenticator = authenticator or Authenticator(config.auth_provider, tokens=store, clock=clock)
     policy = engine_policy(config.platform.variant, config.engine_policy)
     metrics = Metrics()
     app.state.www_authenticate = authenticator.challenge
@@ -263,6 +264,13 @@ def create_app(
             text = redact_text(text, secrets)
         return EngineLogs(id=engine.id, logs=text)
 
+    token_errors = {
+        **_ERRORS,
+        403: {"description": "Admins only"},
+        404: {"description": "Unknown token (or another user's)"},
+    }
+    app.include_router(token_router(store=store, clock=clock, responses=token_errors))
+
     @app.get("/health", response_model=Status, tags=["operations"])
     async def health() -> Status:
         """Liveness: the process answers (no auth, no store)."""
@@ -297,7 +305,11 @@ def _document_security(app: FastAPI, authenticator: Authenticator) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=f"Authentication: {authenticator.description}",
+                routes=app.routes,
             )
             components = schema.setdefault("components", {})
             components["securitySchemes"] = {

@@ -23,10 +23,12 @@ from rucat.domain.errors import (
     EngineNotFound,
     IdentityProviderUnavailable,
     InvalidRequest,
+    PermissionDenied,
     RetryableError,
     RucatError,
     StateConflict,
     StoreUnavailable,
+    TokenNotFound,
     Unauthenticated,
 )
 
@@ -36,7 +38,9 @@ log = logging.getLogger("rucat.server")
 _STATUS: tuple[tuple[type[RucatError], int], ...] = (
     (InvalidRequest, 400),
     (Unauthenticated, 401),
+    (PermissionDenied, 403),
     (EngineNotFound, 404),
+    (TokenNotFound, 404),
     (StateConflict, 409),
     (StoreUnavailable, 503),
     (IdentityProviderUnavailable, 503),

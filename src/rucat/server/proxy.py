@@ -554,7 +554,7 @@ async def start_proxy(
     proxy = Proxy(
         store=store,
         credentials=ProxyCredentials(
-            authenticator or Authenticator(config.auth_provider, clock=clock)
+            authenticator or Authenticator(config.auth_provider, tokens=store, clock=clock)
         ),
         clock=clock,
         route_ttl_secs=route_ttl_secs,

@@ -73,7 +73,7 @@ async def serve(
     picks a free one); `on_proxy_started` the proxy's bound port.
     """
     # One Authenticator for both paths: the same credentials, the same caches.
-    authenticator = Authenticator(config.auth_provider)
+    authenticator = Authenticator(config.auth_provider, tokens=store)
     proxy = (
         await start_proxy(config, store=store, authenticator=authenticator)
         if config.connect_port is not None

@@ -18,6 +18,7 @@ from rucat.domain.access import VisibleTo
 from rucat.domain.engine import Engine, EngineEvent, EngineId
 from rucat.domain.errors import ConfigError, StoreConflict
 from rucat.domain.state import EngineState
+from rucat.domain.token import AccessToken
 
 __all__ = ["EngineStore", "StoreConflict", "open_store"]
 
@@ -89,6 +90,28 @@ class EngineStore(Protocol):
         """Ids of engines that now wait for a monitor (added, or moved into a waiting
         state such as a user's STOP). A wake-up hint only: ids may come late, twice
         or never, so a monitor still polls `due()`."""
+        ...
+
+    # --- personal access tokens -------------------------------------------
+
+    async def add_token(self, *, token: AccessToken) -> None:
+        """Store a new token (its hash, never its secret)."""
+        ...
+
+    async def get_token(self, *, token_id: str) -> AccessToken:
+        """The token with this id; raises TokenNotFound."""
+        ...
+
+    async def find_token(self, *, secret_hash: str) -> AccessToken | None:
+        """The token whose secret hashes to `secret_hash`, or None (also when revoked)."""
+        ...
+
+    async def list_tokens(self, *, owner: str | None = None) -> builtins.list[AccessToken]:
+        """Tokens oldest first (create_time, then id); `owner`: only that user's."""
+        ...
+
+    async def remove_token(self, *, token_id: str) -> None:
+        """Revoke (delete) a token; raises TokenNotFound."""
         ...
 
     async def ping(self) -> None:

@@ -96,6 +96,7 @@ from rucat.store.sql_schema import (
     grant_rows,
     utc,
 )
+from rucat.store.sql_tokens import SqlTokens
 
 __all__ = ["SqlEngineStore"]
 
@@ -122,7 +123,7 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency
     pass
 
 
-class SqlEngineStore:
+class SqlEngineStore(SqlTokens):
     """EngineStore on SQLite or PostgreSQL. Open with `open_sqlite`/`open_postgres`.
 
     Each operation is one synchronous function over a SQLAlchemy Connection,

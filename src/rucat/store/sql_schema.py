@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -43,7 +44,7 @@ VERSION_TABLE = "rucat_schema_version"
 #: The newest migration in rucat/store/migrations/versions. A store opening a
 #: database already at this revision skips Alembic (and its import) entirely;
 #: a test checks this equals Alembic's head.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -147,6 +148,23 @@ engine_events = Table(
     Column("message", Text, nullable=True),
     Column("actor", Text, nullable=False),
     Index("ix_rucat_engine_events_engine", "engine_id", "seq"),
+)
+
+#: Personal access tokens: only the SHA-256 of each secret, and who its user was.
+access_tokens = Table(
+    "rucat_access_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    # JSON array of group names, as text.
+    Column("groups", Text, nullable=False),
+    Column("admin", Boolean, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("create_time", UtcDateTime, nullable=False),
+    Column("expire_time", UtcDateTime, nullable=False),
+    Index("ix_rucat_access_tokens_secret", "secret_hash", unique=True),
+    Index("ix_rucat_access_tokens_owner", "owner", "create_time"),
 )
 
 

@@ -66,6 +66,7 @@ from rucat.store.surreal_conn import (
     QueryFailed,
     SurrealConnection,
 )
+from rucat.store.surreal_tokens import TABLES_OF_TOKENS, SurrealTokens
 
 __all__ = ["SurrealEngineStore"]
 
@@ -382,7 +383,7 @@ def _rows(value: Any) -> builtins.list[Any]:
     return [value]
 
 
-class SurrealEngineStore:
+class SurrealEngineStore(SurrealTokens):
     """EngineStore on SurrealDB. Open with `await SurrealEngineStore.open(config)`."""
 
     def __init__(self, connection: SurrealConnection) -> None:
@@ -410,7 +411,7 @@ class SurrealEngineStore:
             query_timeout=query_timeout,
             retry_window=retry_window,
         )
-        await connection.open(setup=SCHEMA)
+        await connection.open(setup=SCHEMA + TABLES_OF_TOKENS)
         return cls(connection)
 
     @property

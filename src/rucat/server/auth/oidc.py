@@ -76,6 +76,10 @@ class OidcProvider:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._config = config
+        self.description = (
+            f"Bearer: a JWT (access or ID token) from the identity provider {config.issuer}, "
+            f"for the audience {config.audience!r}."
+        )
         self._clock = clock
         self._transport = transport
         self._admin_groups = frozenset(config.admin_groups)

@@ -36,6 +36,14 @@ class StaticProvider:
         self.principal = Principal(name=config.username or DEFAULT_ADMIN_NAME, admin=True)
         offered = (("basic", self._password), ("bearer", self._bearer))
         self.schemes = tuple(name for name, secret in offered if secret is not None)
+        self.description = (
+            "The server's static credentials: "
+            + " or ".join(
+                {"basic": "HTTP Basic (user name and password)", "bearer": "a Bearer token"}[s]
+                for s in self.schemes
+            )
+            + f", acting as the admin {self.principal.name!r}."
+        )
 
     async def authenticate(self, *, scheme: str, credentials: str) -> Principal:
         if scheme == "basic" and self._username is not None and self._password is not None:

@@ -49,6 +49,7 @@ MAX_PARALLEL_VERIFICATIONS = 4
 
 class UsersProvider:
     schemes: tuple[str, ...] = ("basic",)
+    description = "HTTP Basic: a user name and password from the server's user list."
 
     def __init__(
         self, config: UsersAuthConfig, *, clock: Callable[[], float] = time.monotonic
