@@ -125,10 +125,11 @@ async def test_unknown_tokens_are_401(start_api: StartApi, token: str) -> None:
 
 
 async def test_users_see_and_revoke_only_their_own_tokens_admins_any(
-    start_api: StartApi,
+    start_api: StartApi, clock: FakeClock
 ) -> None:
     async with start_api(USERS) as api:
         alices = await _create(api, ALICE, name="alice-laptop")
+        clock.advance(1)  # listed oldest first
         roots = await _create(api, ROOT, name="root-ci")
         mine = (await api.client.get("/tokens", auth=ALICE)).json()
         assert [t["name"] for t in mine] == ["alice-laptop"]
