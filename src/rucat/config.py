@@ -501,7 +501,8 @@ class RucatConfig(BaseSettings):
         10.0,
         gt=0,
         description="Seconds a REST client gets to send a request's headers, from when the "
-        "connection opens or the previous response ends; then the connection is closed.",
+        "connection opens or the previous response ends, and a Spark Connect client gets to "
+        "complete its connection's HTTP/2 (and TLS) handshake; then the connection is closed.",
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     engine_policy: EnginePolicyConfig = Field(

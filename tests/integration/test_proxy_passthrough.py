@@ -434,3 +434,19 @@ async def test_a_unary_method_called_without_a_message_is_invalid(
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "no request message" in (caught.value.details() or "")
     assert upstream.seen_requests == []
+
+
+async def test_a_connection_that_never_completes_its_handshake_is_closed(
+    store: EngineStore,
+) -> None:
+    async with _proxy(store, config=_config(header_timeout_secs=0.5)) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"PRI * HTTP/2.0\r\n")  # half the client preface, then nothing
+        await writer.drain()
+
+        async def until_closed() -> None:
+            while await reader.read(4096):
+                pass  # the server's SETTINGS frame
+
+        await asyncio.wait_for(until_closed(), 60)  # gRPC's own default: 120 s
+        writer.close()

@@ -109,11 +109,15 @@ def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def _server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+def _server_options(max_message_bytes: int, handshake_timeout_secs: float) -> list[tuple[str, Any]]:
     return [
         *_channel_options(max_message_bytes),
         # Without this a second server could silently bind the same port.
         ("grpc.so_reuseport", 0),
+        # A connection that never completes its HTTP/2 (and TLS) handshake is
+        # closed after this, not gRPC's default 120 s: half-open sockets must
+        # not use up the process's files.
+        ("grpc.server_handshake_timeout_ms", max(1, int(handshake_timeout_secs * 1000))),
     ]
 
 
@@ -177,6 +181,7 @@ class Proxy:
         activity_interval_secs: float,
         idle_channel_secs: float,
         max_message_bytes: int,
+        handshake_timeout_secs: float,
     ) -> None:
         self._store = store
         self._credentials = credentials
@@ -185,7 +190,7 @@ class Proxy:
         self._activity_interval = activity_interval_secs
         self._idle_channel_secs = idle_channel_secs
         self._upstream_options = _upstream_options(max_message_bytes)
-        self._server_options = _server_options(max_message_bytes)
+        self._server_options = _server_options(max_message_bytes, handshake_timeout_secs)
         self._routes: dict[EngineId, _Route] = {}
         self._activity_sent: dict[EngineId, float] = {}
         self._activity_pending: set[EngineId] = set()
@@ -561,6 +566,7 @@ async def start_proxy(
         activity_interval_secs=activity_interval_secs,
         idle_channel_secs=idle_channel_secs,
         max_message_bytes=config.connect_max_message_bytes,
+        handshake_timeout_secs=config.header_timeout_secs,
     )
     await proxy._start(host=config.host, port=config.connect_port, tls=tls)
     return proxy
