@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 from rucat.domain.errors import ConfigError
 from rucat.domain.policy import Action, PolicyError, Rule
+from rucat.domain.text import describe_character, forbidden_character
 
 #: Where `rucat monitor` looks when no --config-path is given (the seed's path).
 SEED_MONITOR_CONFIG_PATH = Path("/rucat_state_monitor/config.json")
@@ -92,6 +93,9 @@ def _check_name(value: str, what: str) -> str:
         raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"{what} {value!r} holds a control character")
+    found = forbidden_character(value)
+    if found is not None:  # C1 controls, format characters (look-alike names), separators
+        raise ValueError(f"{what} {value!r} holds {describe_character(found[1])}")
     return value
 
 

@@ -24,8 +24,10 @@ from rucat.config import (
     SqliteConfig,
     StandalonePlatformConfig,
 )
+from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
+from rucat.domain.state import EngineState
 from rucat.store import open_store
-from tests.integration.conftest import SPARK, Api, running_api
+from tests.integration.conftest import SPARK, Api, force_state, running_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -280,3 +282,29 @@ async def test_the_local_default_allows_any_conf_but_the_redaction_ones(tmp_path
         assert (await _post(api, ok))[0] == 200
         status, body = await _post(api, {"spark.redaction.regex": "none"})
         assert status == 400 and "Local default policy" in body["detail"]
+
+
+async def test_an_engine_stored_before_the_policy_does_not_restart_with_refused_confs(
+    kube_api: Api,
+) -> None:
+    key = "spark.kubernetes.executor.volumes.hostPath.root.options.path"
+    request = CreateEngineRequest(
+        name="old", engine_type=EngineType.Spark, version="4.0.1", configs={key: "/"}
+    )
+    old = await kube_api.store.add(
+        engine=new_engine(request, platform="Kubernetes", now=kube_api.clock()), actor="before"
+    )
+    await force_state(kube_api.store, old.id, EngineState.Terminated)
+    response = await kube_api.client.post(f"/engine/{old.id}/restart")
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        f"engine {old.id} cannot restart: the engine policy refuses its confs: "
+        f"config {key!r} is not allowed: "
+        "rule 'spark.kubernetes.*' (deny) of the Kubernetes default policy"
+    )
+    assert (await kube_api.engine(old.id)).state is EngineState.Terminated
+    # An engine within the policy restarts as before.
+    status, body = await _post(kube_api, {"spark.executor.memory": "2g"})
+    assert status == 200, body
+    await force_state(kube_api.store, body["id"], EngineState.Terminated)
+    assert (await kube_api.client.post(f"/engine/{body['id']}/restart")).status_code == 200

@@ -23,6 +23,7 @@ from typing import Any
 
 from rucat.domain.errors import InvalidRequest
 from rucat.domain.principal import Principal
+from rucat.domain.text import check_label
 
 
 class AccessLevel(enum.IntEnum):
@@ -177,6 +178,7 @@ def validate_grantee(name: object) -> str:
         raise InvalidRequest(
             f"grantee name {name!r} must not contain ':', '=' or control characters"
         )
+    check_label(f"grantee name {name!r}", name)  # format characters: look-alike names
     return name
 
 

@@ -242,18 +242,22 @@ class Policy:
             return f"config {key!r} is not allowed: no rule of the engine policy allows it"
         return rule.refusal(key, value)
 
-    def settled(self, configs: Mapping[str, str]) -> dict[str, str]:
-        """The confs to store: `configs` plus the values the policy sets (fixed
-        values, defaults of max rules). Raises InvalidRequest naming every
-        refused key and its rule, sorted by key.
-        """
+    def check(self, configs: Mapping[str, str], *, context: str = "") -> None:
+        """Raise InvalidRequest naming every refused key and its rule, sorted by key
+        (after `context`, which says what was refused)."""
         refused = [
             why for key in sorted(configs) if (why := self.refusal(key, configs[key])) is not None
         ]
         if refused:
             shown = "; ".join(refused[:_MAX_REPORTED])
             more = len(refused) - _MAX_REPORTED
-            raise InvalidRequest(shown + (f"; and {more} more" if more > 0 else ""))
+            raise InvalidRequest(context + shown + (f"; and {more} more" if more > 0 else ""))
+
+    def settled(self, configs: Mapping[str, str]) -> dict[str, str]:
+        """The confs to store: `configs` plus the values the policy sets (fixed
+        values, defaults of max rules). Raises InvalidRequest as `check` does.
+        """
+        self.check(configs)
         out = dict(configs)
         for rule in self.rules:
             preset = rule.value if rule.action is Action.fixed else rule.default

@@ -195,6 +195,13 @@ def create_app(
     )
     async def restart_engine(engine_id: str, request: Request) -> EngineInfo:
         """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart."""
+        # Confs never change after create, but the policy may have: an engine stored
+        # before a rule refused its confs does not start again with them.
+        engine = await load(engine_id)
+        policy.check(
+            engine.configs,
+            context=f"engine {engine_id} cannot restart: the engine policy refuses its confs: ",
+        )
         result = await act(request, engine_id, UserAction.RESTART)
         assert result is not None
         return EngineInfo.of(result)
