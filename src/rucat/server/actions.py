@@ -62,13 +62,18 @@ async def apply_user_action(
     action: UserAction,
     actor: str,
     clock: Callable[[], datetime],
+    check: Callable[[Engine], None] | None = None,
 ) -> Engine | None:
     """Apply `action`; returns the engine as written (None when removed).
 
+    `check(engine)` runs on the stored engine before anything is written and
+    may refuse by raising (it must only read what never changes, e.g. confs).
     Raises EngineNotFound, StateConflict (409, naming the current state) or
     StoreUnavailable.
     """
     engine = await store.get(engine_id=engine_id)
+    if check is not None:
+        check(engine)
     deadline: float | None = None
     attempts = 0
     while True:

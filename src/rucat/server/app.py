@@ -129,14 +129,32 @@ def create_app(
             raise EngineNotFound(engine_id[:64])
         return await store.get(engine_id=engine_id)
 
-    async def act(request: Request, engine_id: str, action: UserAction) -> Engine | None:
+    async def act(
+        request: Request,
+        engine_id: str,
+        action: UserAction,
+        check: Callable[[Engine], None] | None = None,
+    ) -> Engine | None:
         if not is_engine_id(engine_id):
             raise EngineNotFound(engine_id[:64])
         result = await apply_user_action(
-            store, engine_id=engine_id, action=action, actor=actor_of(request), clock=clock
+            store,
+            engine_id=engine_id,
+            action=action,
+            actor=actor_of(request),
+            clock=clock,
+            check=check,
         )
         wrote(engine_id)
         return result
+
+    def policy_allows(engine: Engine) -> None:
+        # Confs never change after create, but the policy may have: an engine stored
+        # before a rule refused its confs does not start again with them.
+        policy.check(
+            engine.configs,
+            context=f"engine {engine.id} cannot restart: the engine policy refuses its confs: ",
+        )
 
     @app.post("/engine", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"])
     async def create_engine(body: CreateEngineBody, request: Request) -> EngineIdOut:
@@ -195,14 +213,7 @@ def create_app(
     )
     async def restart_engine(engine_id: str, request: Request) -> EngineInfo:
         """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart."""
-        # Confs never change after create, but the policy may have: an engine stored
-        # before a rule refused its confs does not start again with them.
-        engine = await load(engine_id)
-        policy.check(
-            engine.configs,
-            context=f"engine {engine_id} cannot restart: the engine policy refuses its confs: ",
-        )
-        result = await act(request, engine_id, UserAction.RESTART)
+        result = await act(request, engine_id, UserAction.RESTART, check=policy_allows)
         assert result is not None
         return EngineInfo.of(result)
 
