@@ -161,6 +161,10 @@ class AsyncRucatClient:
         """The engine's log (its last `tail` lines)."""
         return _core.read_logs(await self._send(_core.logs_call(engine_id, tail)))
 
+    async def versions(self) -> dict[str, builtins.list[str]]:
+        """The engine types and the versions of each the server's platform runs."""
+        return _core.read_versions(await self._send(Call("GET", "/versions")))
+
     async def events(self, engine_id: EngineId) -> builtins.list[EngineEventInfo]:
         """The engine's recorded transitions, oldest first."""
         response = await self._send(Call("GET", _core.engine_path(engine_id, "/events")))
@@ -183,6 +187,10 @@ class AsyncRucatClient:
         return tokens.read_revoked(await self._send(tokens.revoke_call(token_id)))
 
     # --- beyond single calls ----------------------------------------------
+
+    def spark_ui_url(self, engine_id: EngineId) -> str:
+        """The engine's Spark UI through Rucat (a browser asks for the console login)."""
+        return _core.spark_ui_url(self.base_url, engine_id)
 
     async def wait_until(
         self,

@@ -93,6 +93,12 @@ def engine_path(engine_id: EngineId, suffix: str = "") -> str:
     return f"/engine/{quote(engine_id, safe='')}{suffix}"
 
 
+def spark_ui_url(base_url: str, engine_id: EngineId) -> str:
+    """`<base_url>/engine/<id>/sparkui/`, without any credentials of the base URL."""
+    base = httpx.URL(base_url).copy_with(username=None, password=None)
+    return str(base).rstrip("/") + engine_path(engine_id, "/sparkui/")
+
+
 def create_call(name: str, version: str, configs: dict[str, str] | None, engine_type: str) -> Call:
     body = {"name": name, "engine_type": engine_type, "version": version, "configs": configs or {}}
     return Call("POST", "/engine", json=body)
@@ -206,6 +212,15 @@ def read_ids(response: httpx.Response) -> list[EngineId]:
 
 def read_engine(response: httpx.Response, engine_id: EngineId) -> EngineInfo:
     return parse_engine(json_of(response), engine_id=engine_id)
+
+
+def read_versions(response: httpx.Response) -> dict[str, list[str]]:
+    """GET /versions as {engine_type: [versions, oldest first]}."""
+    body = json_of(response)
+    try:
+        return {str(e["engine_type"]): [str(v) for v in e["versions"]] for e in body["engines"]}
+    except (KeyError, TypeError) as e:
+        raise UnexpectedResponse(f"GET /versions answered an unexpected body: {body!r}") from e
 
 
 def read_events(response: httpx.Response) -> list[EngineEventInfo]:

@@ -147,6 +147,10 @@ class RucatClient:
         """The engine's log (its last `tail` lines)."""
         return _core.read_logs(self._send(_core.logs_call(engine_id, tail)))
 
+    def versions(self) -> dict[str, builtins.list[str]]:
+        """The engine types and the versions of each the server's platform runs."""
+        return _core.read_versions(self._send(Call("GET", "/versions")))
+
     def events(self, engine_id: EngineId) -> builtins.list[EngineEventInfo]:
         """The engine's recorded transitions, oldest first."""
         return _core.read_events(self._send(Call("GET", _core.engine_path(engine_id, "/events"))))
@@ -168,6 +172,10 @@ class RucatClient:
         return tokens.read_revoked(self._send(tokens.revoke_call(token_id)))
 
     # --- beyond single calls ----------------------------------------------
+
+    def spark_ui_url(self, engine_id: EngineId) -> str:
+        """The engine's Spark UI through Rucat (a browser asks for the console login)."""
+        return _core.spark_ui_url(self.base_url, engine_id)
 
     def wait_until(
         self,

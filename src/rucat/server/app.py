@@ -22,12 +22,19 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from rucat.config import RucatConfig
-from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, is_engine_id, new_engine
+from rucat.domain.engine import (
+    CreateEngineRequest,
+    Engine,
+    EngineId,
+    EngineType,
+    is_engine_id,
+    new_engine,
+)
 from rucat.domain.errors import EngineNotFound, PlatformError, StoreUnavailable
 from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.request_origin import default_allowed_hosts
 from rucat.domain.state import EngineState, UserAction
-from rucat.engines.spark import validate_request
+from rucat.engines.spark import available_versions, validate_request
 from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
 from rucat.server.actions import apply_user_action
@@ -41,7 +48,9 @@ from rucat.server.schemas import (
     EngineIdOut,
     EngineInfo,
     EngineLogs,
+    EngineVersions,
     Status,
+    VersionsOut,
 )
 from rucat.server.tokens import token_router
 from rucat.store import EngineStore
@@ -288,6 +297,18 @@ def create_app(
         404: {"description": "Unknown token (or another user's)"},
     }
     app.include_router(token_router(store=store, clock=clock, responses=token_errors))
+
+    @app.get("/versions", response_model=VersionsOut, responses=_ERRORS, tags=["engines"])
+    async def versions() -> VersionsOut:
+        """The engine types and versions the configured platform runs (POST /engine takes these)."""
+        return VersionsOut(
+            platform=config.platform.variant,
+            engines=[
+                EngineVersions(
+                    engine_type=EngineType.Spark, versions=available_versions(config.platform)
+                )
+            ],
+        )
 
     @app.get("/health", response_model=Status, tags=["operations"])
     async def health() -> Status:

@@ -168,3 +168,17 @@ class EngineLogs(BaseModel):
 
 class Status(BaseModel):
     status: str
+
+
+class EngineVersions(BaseModel):
+    """One engine type and the versions of it the configured platform runs."""
+
+    engine_type: EngineType = Field(description="Kind of engine.")
+    versions: list[str] = Field(description="Versions the platform runs, oldest first.")
+
+
+class VersionsOut(BaseModel):
+    """Body of ``GET /versions``."""
+
+    platform: str = Field(description="The configured platform variant.")
+    engines: list[EngineVersions] = Field(description="One entry per engine type.")
