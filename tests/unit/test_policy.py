@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rucat.config import EnginePolicyConfig
 from rucat.domain.errors import InvalidRequest
@@ -223,3 +225,16 @@ def test_the_standalone_default_reserves_master_and_driver_address() -> None:
         assert policy.refusal(key, value) is None
     assert policy.refusal("spark.executor.memory", "4g") is None
     assert policy.refusal("spark.cores.max", "65") is not None
+
+
+KEY_PARTS = st.sampled_from(
+    ["spark", "kubernetes", "executor", "driver", "sql", "memory", "request", "cores", "x", "*"]
+)
+
+
+@given(st.lists(KEY_PARTS, min_size=1, max_size=6).map(".".join))
+def test_the_compiled_matcher_picks_the_first_rule_a_plain_scan_would(key: str) -> None:
+    policy = spark_policy.engine_policy("Kubernetes")
+    expected = next((rule for rule in policy.rules if rule.matches(key)), None)
+    assert policy.rule_for(key) is expected
+    assert policy.rule_for(key) is expected  # and again from the cache

@@ -26,7 +26,7 @@ import enum
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from rucat.domain.errors import InvalidRequest
@@ -52,6 +52,7 @@ _NUMBER_RE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
 #: Java's String.trim(), which Spark applies to numbers and sizes: chars up to U+0020.
 _JAVA_TRIM = "".join(chr(c) for c in range(0x21))
 _MAX_REPORTED = 10
+_CACHED_KEYS = 4096
 
 
 class Action(enum.StrEnum):
@@ -160,8 +161,11 @@ class Rule:
     default: str | None = None  # max: set when the user sets none
     unit: str | None = None  # max on sizes: the unit of a bare number ("m")
     origin: str = "engine_policy"
+    _limit: Limit | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.action is Action.max and self.value is not None:
+            object.__setattr__(self, "_limit", parse_limit(self.value))
         if not self.pattern:
             raise PolicyError("a rule's pattern must be non-empty")
         if forbidden_character(self.pattern) is not None:
@@ -193,7 +197,7 @@ class Rule:
 
     @property
     def limit(self) -> Limit | None:
-        return parse_limit(self.value) if self.action is Action.max and self.value else None
+        return self._limit
 
     def matches(self, key: str) -> bool:
         return fnmatch.fnmatchcase(key, self.pattern)
@@ -231,9 +235,34 @@ class Policy:
     """Ordered rules; the first match decides, and unmatched keys are refused."""
 
     rules: tuple[Rule, ...]
+    # One regex of every rule's pattern, in order: the regex engine tries the
+    # alternatives left to right, so the first full match is the first rule's.
+    _matcher: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    # The rule of keys seen before (the same few keys come in most requests).
+    _decided: dict[str, Rule | None] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        alternatives = "|".join(
+            f"(?P<r{i}>{fnmatch.translate(rule.pattern)})" for i, rule in enumerate(self.rules)
+        )
+        object.__setattr__(self, "_matcher", re.compile(alternatives or "(?!)"))
 
     def rule_for(self, key: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.matches(key)), None)
+        cache = self._decided
+        if key in cache:
+            return cache[key]
+        found = self._matcher.match(key)
+        rule = (
+            None
+            if found is None or found.lastgroup is None
+            else self.rules[int(found.lastgroup[1:])]
+        )
+        if len(cache) >= _CACHED_KEYS:
+            cache.clear()  # keys are user input: the cache stays bounded
+        cache[key] = rule
+        return rule
 
     def refusal(self, key: str, value: str) -> str | None:
         """Why `key`=`value` is refused, or None when the policy allows it."""
