@@ -66,11 +66,10 @@ class _ConnectionGuard:
     def __init__(self, *, max_connections: int, header_timeout_secs: float) -> None:
         self.max_connections = max_connections
         self.header_timeout_secs = header_timeout_secs
-        #: Open connections (closed by us or not yet lost count as gone).
+        #: Connections counted against the bound: accepted and not closed by us
+        #: (one we closed counts as gone at once, before asyncio reports it lost).
         self.open: set[GuardedH11Protocol] = set()
         self.waiting: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
-        self.closed_slow = 0
-        self.refused_busy = 0
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -88,7 +87,6 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         guard = self._guard
         if len(guard.open) >= guard.max_connections and not self._evict_oldest_waiting():
-            guard.refused_busy += 1
             transport.write(_BUSY_ANSWER)
             transport.close()
             return
@@ -135,13 +133,11 @@ class GuardedH11Protocol(H11Protocol):
     def _too_slow(self) -> None:
         self._header_timer = None
         if self in self._guard.waiting:
-            self._guard.closed_slow += 1
             self._close()
 
     def _evict_oldest_waiting(self) -> bool:
         for oldest in self._guard.waiting:
             if oldest is not self:
-                self._guard.closed_slow += 1
                 oldest._close()
                 return True
         return False

@@ -3,7 +3,7 @@
 Clients connect to ``sc://<server>:<connect_port>/;x-rucat-engine-id=<id>``
 and the proxy forwards each RPC, as raw bytes, to that engine's own Spark
 Connect endpoint. It never parses a message: requests and responses stay
-bytes, so there is no size limit and no protobuf cost. Initial metadata,
+bytes, so there is no protobuf cost. Initial metadata,
 trailing metadata (including ``grpc-status-details-bin``, which carries an
 AnalysisException's error class), status code and details pass through
 unchanged.
