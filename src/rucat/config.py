@@ -417,6 +417,41 @@ class EnginePolicyConfig(_Strict):
         return [rule.domain_rule() for rule in self.rules]
 
 
+# --- idle engines -----------------------------------------------------------
+
+
+class AutoStopConfig(_Strict):
+    default_minutes: float = Field(
+        60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Auto-stop time of an engine created without auto_stop_minutes; 0: never.",
+    )
+    max_minutes: float = Field(
+        1440.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Largest auto_stop_minutes a create may ask for (400 above).",
+    )
+    busy_refresh_secs: float = Field(
+        5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="While an engine has Spark Connect RPCs in flight, each proxy refreshes "
+        "its activity in the store this often; monitors treat activity younger than twice "
+        "this as busy. Servers and monitors must agree on it.",
+    )
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Self:
+        if self.default_minutes > self.max_minutes:
+            raise ValueError(
+                f"default_minutes ({self.default_minutes:g}) is above max_minutes "
+                f"({self.max_minutes:g})"
+            )
+        return self
+
+
 # --- the whole tree ---------------------------------------------------------
 
 
@@ -477,6 +512,15 @@ class RucatConfig(BaseSettings):
     )
     lease_secs: float = Field(
         60.0, gt=0, description="How long a monitor holds a trigger state before others retry."
+    )
+    auto_stop: AutoStopConfig = Field(
+        default_factory=AutoStopConfig,
+        description="Stopping engines without Spark Connect activity.",
+    )
+    auto_start_on_connect: bool = Field(
+        True,
+        description="A Spark Connect call through the proxy for a Terminated engine starts it "
+        "again (the call answers UNAVAILABLE, which pyspark retries, until it runs).",
     )
     max_concurrency: int = Field(32, ge=1, description="Platform actions one monitor runs at once.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")

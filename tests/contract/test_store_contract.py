@@ -63,6 +63,7 @@ async def test_add_then_get_returns_every_field_unchanged(store: EngineStore) ->
         last_activity_time=T0 + timedelta(seconds=30, microseconds=7),
         connect_token="secret-token-value",
         saved_logs="line 1\nline 2\n\ttabbed ü\n",
+        auto_stop_minutes=0.1,
     )
 
     await store.add(engine=engine, actor="user:alice")
@@ -88,6 +89,7 @@ async def test_optional_fields_left_empty_come_back_as_none(store: EngineStore) 
     assert got.last_activity_time is None
     assert got.connect_token is None
     assert got.saved_logs is None
+    assert got.auto_stop_minutes is None
 
 
 async def test_datetimes_in_other_time_zones_come_back_as_the_same_instant_in_utc(
@@ -503,6 +505,18 @@ async def test_a_transition_from_a_read_taken_before_recorded_activity_keeps_the
 
     assert moved.last_activity_time == at
     assert (await store.get(engine_id=engine.id)).last_activity_time == at
+
+
+@pytest.mark.parametrize("minutes", [0.0, 0.1, 60.0, 1440.0], ids=str)
+async def test_auto_stop_minutes_survive_a_stop_and_a_restart(
+    store: EngineStore, minutes: float
+) -> None:
+    engine = await added(store, state=S.Running, auto_stop_minutes=minutes)
+    stopped = await store.transition(
+        current=engine, new=replace(engine, state=S.Terminated), actor="test"
+    )
+    await store.transition(current=stopped, new=replace(stopped, state=S.WaitToStart), actor="t")
+    assert (await store.get(engine_id=engine.id)).auto_stop_minutes == minutes
 
 
 async def test_record_activity_of_an_unknown_engine_raises_engine_not_found(

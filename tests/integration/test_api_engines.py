@@ -16,7 +16,16 @@ from tests.integration.conftest import SPARK, Api, StartApi, force_state
 S = EngineState
 
 SEED_FIELDS = {"name", "engine_type", "version", "state", "configs", "create_time"}
-ADDED_FIELDS = {"id", "message", "platform", "endpoint", "update_time", "last_activity_time"}
+ADDED_FIELDS = {
+    "id",
+    "message",
+    "platform",
+    "endpoint",
+    "update_time",
+    "last_activity_time",
+    "auto_stop_minutes",
+    "idle_since",
+}
 
 
 async def test_create_returns_only_an_id_of_lowercase_letters_and_digits(api: Api) -> None:

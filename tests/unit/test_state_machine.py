@@ -54,6 +54,14 @@ EXPECTED_MONITOR = {
     (S.TriggerStart, E.LEASE_EXPIRED): S.WaitToStart,
     (S.TriggerTermination, E.LEASE_EXPIRED): S.WaitToTerminate,
     (S.ErrorTriggerClean, E.LEASE_EXPIRED): S.ErrorWaitToClean,
+    (S.Running, E.IDLE): S.WaitToTerminate,
+    (S.WaitToStart, E.SHUTDOWN): S.Terminated,
+    (S.TriggerStart, E.SHUTDOWN): S.Terminated,
+    (S.StartInProgress, E.SHUTDOWN): S.Terminated,
+    (S.Running, E.SHUTDOWN): S.Terminated,
+    (S.WaitToTerminate, E.SHUTDOWN): S.Terminated,
+    (S.TriggerTermination, E.SHUTDOWN): S.Terminated,
+    (S.TerminateInProgress, E.SHUTDOWN): S.Terminated,
 }
 
 USER_PAIRS = [(s, a) for s in S for a in A]

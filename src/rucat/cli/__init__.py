@@ -19,6 +19,7 @@ from rucat.cli.engine import engine_app
 from rucat.cli.token import token_app
 from rucat.cli.user import user_app
 from rucat.config import RucatConfig
+from rucat.domain.engine import Engine
 
 app = typer.Typer(
     name="rucat",
@@ -108,8 +109,20 @@ def up(
         ),
     ] = None,
     log_format: LogFormatOption = None,
+    keep_engines: Annotated[
+        bool,
+        typer.Option(
+            "--keep-engines",
+            help="On exit leave engines running; the next `rucat up` adopts them. "
+            "By default SIGINT/SIGTERM stops them.",
+        ),
+    ] = False,
 ) -> None:
-    """Run everything in one process: REST API, proxy, monitor, local engines."""
+    """Run everything in one process: REST API, proxy, monitor, local engines.
+
+    On SIGINT or SIGTERM it stops its engines (recorded as Terminated, actor
+    `shutdown`) unless --keep-engines.
+    """
     from rucat.cli.processes import run_up
     from rucat.config import DatabaseConfig, SqliteConfig
     from rucat.server.logs import configure_logging
@@ -138,7 +151,10 @@ def up(
             lines.append(f"Spark Connect: sc://localhost:{connect_port}/;x-rucat-engine-id=<id>")
         typer.echo("\n".join(lines))
 
-    run_service(run_up(config, on_started=started))
+    def stopping(engine: Engine) -> None:
+        typer.echo(f"Stopping engine {engine.id} ({engine.name}, {engine.state.value})")
+
+    run_service(run_up(config, on_started=started, keep_engines=keep_engines, on_stopping=stopping))
 
 
 def _default_version(config: RucatConfig) -> str:

@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -149,6 +149,21 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
+def _idle(info: EngineInfo, now: datetime) -> str:
+    """How long a Running engine has been idle ("busy" while it is not), else "-"."""
+    if info.state is not EngineState.Running:
+        return "-"
+    if info.idle_since is None:
+        return "busy"
+    seconds = max(0, int((now - info.idle_since).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def _parse_confs(pairs: list[str]) -> dict[str, str]:
     confs: dict[str, str] = {}
     for pair in pairs:
@@ -207,6 +222,15 @@ def create(
         typer.Option("--conf", "-c", help="Engine config KEY=VALUE; repeatable."),
     ] = None,
     engine_type: Annotated[str, typer.Option("--engine-type", help="Kind of engine.")] = "Spark",
+    auto_stop: Annotated[
+        float | None,
+        typer.Option(
+            "--auto-stop",
+            help="Minutes without Spark Connect activity before it stops (0: never; "
+            "default: the server's).",
+            min=0,
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait until Running, then print the connect URL.")
     ] = False,
@@ -227,7 +251,9 @@ def create(
     with _client(
         url, username, password, token, connect_host=proxy_host, connect_port=proxy_port
     ) as rucat:
-        engine_id = rucat.create(name, version, configs, engine_type=engine_type)
+        engine_id = rucat.create(
+            name, version, configs, engine_type=engine_type, auto_stop_minutes=auto_stop
+        )
         if not wait:
             if output is Output.json:
                 _print_json({"id": engine_id})
@@ -295,11 +321,19 @@ def list_(
         _print_json([info.to_json() for info in engines])
         return
     table = Table()
-    for column in ("id", "name", "state", "version", "create_time"):
+    for column in ("id", "name", "state", "version", "create_time", "idle"):
         table.add_column(column, no_wrap=column != "name", overflow="fold")
+    now = datetime.now(UTC)
     for info in engines:
         table.add_row(
-            *_cells(info.id, info.name, info.state.value, info.version, _when(info.create_time))
+            *_cells(
+                info.id,
+                info.name,
+                info.state.value,
+                info.version,
+                _when(info.create_time),
+                _idle(info, now),
+            )
         )
     _stdout().print(table)
 

@@ -15,7 +15,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from rucat.config import RucatConfig
+from rucat.domain.engine import Engine
+from rucat.monitor.reconciler import utc_now
 from rucat.monitor.runner import build_monitor
+from rucat.monitor.shutdown import stop_engines_on_exit
 from rucat.platforms import Platform, open_platform
 from rucat.server.runner import serve
 from rucat.store import EngineStore, open_store
@@ -55,10 +58,18 @@ async def run_monitor(config: RucatConfig) -> None:
     await _with_store_and_platform(config, body)
 
 
-async def run_up(config: RucatConfig, *, on_started: Callable[[str, int | None], None]) -> None:
+async def run_up(
+    config: RucatConfig,
+    *,
+    on_started: Callable[[str, int | None], None],
+    keep_engines: bool = False,
+    on_stopping: Callable[[Engine], None] = lambda _engine: None,
+) -> None:
     """`rucat up`: the server and a monitor in one process, until cancelled.
 
     `on_started` gets the REST URL and the proxy's bound port (None: no proxy).
+    When cancelled (SIGINT, SIGTERM), it stops its engines (telling
+    `on_stopping` of each) unless `keep_engines`; see monitor/shutdown.py.
     """
     proxy_port: list[int] = []
 
@@ -74,6 +85,7 @@ async def run_up(config: RucatConfig, *, on_started: Callable[[str, int | None],
                 notify=monitor.wake,
                 on_started=lambda url: on_started(url, proxy_port[0] if proxy_port else None),
                 on_proxy_started=proxy_port.append,
+                auto_stops=lambda: monitor.auto_stops,
             ),
             name="rucat-server",
         )
@@ -87,5 +99,23 @@ async def run_up(config: RucatConfig, *, on_started: Callable[[str, int | None],
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(server, reconciler, return_exceptions=True)
+            if not keep_engines:
+                await stop_engines_on_exit(
+                    store=store,
+                    platform=platform,
+                    clock=utc_now,
+                    timeout=_stop_grace(config) + _STOP_MARGIN_SECS,
+                    on_stopping=on_stopping,
+                )
 
     await _with_store_and_platform(config, body)
+
+
+#: Beyond the grace period: SIGKILL and the store writes.
+_STOP_MARGIN_SECS = 5.0
+
+
+def _stop_grace(config: RucatConfig) -> float:
+    """Seconds a platform's stop waits between SIGTERM and SIGKILL."""
+    local = config.platform.Local or config.platform.Standalone
+    return local.stop_grace_secs if local is not None else 10.0

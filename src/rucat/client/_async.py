@@ -100,9 +100,14 @@ class AsyncRucatClient:
         version: str,
         configs: dict[str, str] | None = None,
         engine_type: str = "Spark",
+        auto_stop_minutes: float | None = None,
     ) -> EngineId:
-        """Ask for a new engine; returns its id. It starts in WaitToStart."""
-        call = _core.create_call(name, version, configs, engine_type)
+        """Ask for a new engine; returns its id. It starts in WaitToStart.
+
+        `auto_stop_minutes`: stop it after that long without Spark Connect
+        activity (0: never; None: the server's default).
+        """
+        call = _core.create_call(name, version, configs, engine_type, auto_stop_minutes)
         return _core.read_id(await self._send(call))
 
     async def get(self, engine_id: EngineId) -> EngineInfo:

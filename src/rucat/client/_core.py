@@ -99,8 +99,21 @@ def spark_ui_url(base_url: str, engine_id: EngineId) -> str:
     return str(base).rstrip("/") + engine_path(engine_id, "/sparkui/")
 
 
-def create_call(name: str, version: str, configs: dict[str, str] | None, engine_type: str) -> Call:
-    body = {"name": name, "engine_type": engine_type, "version": version, "configs": configs or {}}
+def create_call(
+    name: str,
+    version: str,
+    configs: dict[str, str] | None,
+    engine_type: str,
+    auto_stop_minutes: float | None = None,
+) -> Call:
+    body: dict[str, Any] = {
+        "name": name,
+        "engine_type": engine_type,
+        "version": version,
+        "configs": configs or {},
+    }
+    if auto_stop_minutes is not None:
+        body["auto_stop_minutes"] = auto_stop_minutes
     return Call("POST", "/engine", json=body)
 
 

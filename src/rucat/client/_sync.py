@@ -93,9 +93,15 @@ class RucatClient:
         version: str,
         configs: dict[str, str] | None = None,
         engine_type: str = "Spark",
+        auto_stop_minutes: float | None = None,
     ) -> EngineId:
-        """Ask for a new engine; returns its id. It starts in WaitToStart."""
-        return _core.read_id(self._send(_core.create_call(name, version, configs, engine_type)))
+        """Ask for a new engine; returns its id. It starts in WaitToStart.
+
+        `auto_stop_minutes`: stop it after that long without Spark Connect
+        activity (0: never; None: the server's default).
+        """
+        call = _core.create_call(name, version, configs, engine_type, auto_stop_minutes)
+        return _core.read_id(self._send(call))
 
     def get(self, engine_id: EngineId) -> EngineInfo:
         return _core.read_engine(self._send(Call("GET", _core.engine_path(engine_id))), engine_id)

@@ -39,6 +39,10 @@ class EngineInfo:
     endpoint: str | None = None
     #: Last RPC seen by the Spark Connect proxy.
     last_activity_time: datetime | None = None
+    #: Minutes without Spark Connect activity before auto-stop (0: never).
+    auto_stop_minutes: float | None = None
+    #: Since when a Running engine is idle; None while busy or not Running.
+    idle_since: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API's JSON shape, times as ISO 8601 strings."""
@@ -55,6 +59,8 @@ class EngineInfo:
             "platform": self.platform,
             "endpoint": self.endpoint,
             "last_activity_time": _iso(self.last_activity_time),
+            "auto_stop_minutes": self.auto_stop_minutes,
+            "idle_since": _iso(self.idle_since),
         }
 
 
@@ -123,6 +129,15 @@ def _opt_str(body: Mapping[str, Any], key: str, what: str) -> str | None:
     return value
 
 
+def _opt_number(body: Mapping[str, Any], key: str, what: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnexpectedResponse(f"{what}: field {key!r} is not a number: {value!r}")
+    return float(value)
+
+
 def parse_engine(body: object, *, engine_id: EngineId | None = None) -> EngineInfo:
     """An `EngineInfo` from the JSON of `GET /engine/{id}`.
 
@@ -150,6 +165,8 @@ def parse_engine(body: object, *, engine_id: EngineId | None = None) -> EngineIn
         platform=_opt_str(body, "platform", what),
         endpoint=_opt_str(body, "endpoint", what),
         last_activity_time=parse_time(body.get("last_activity_time"), "last_activity_time"),
+        auto_stop_minutes=_opt_number(body, "auto_stop_minutes", what),
+        idle_since=parse_time(body.get("idle_since"), "idle_since"),
     )
 
 

@@ -88,6 +88,9 @@ class CreateEngineRequest:
     engine_type: EngineType
     version: str
     configs: dict[str, str] = field(default_factory=dict)
+    #: Minutes without Spark Connect activity before the engine is stopped; 0:
+    #: never; None: the configured default (see domain/activity.py).
+    auto_stop_minutes: float | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -123,6 +126,9 @@ class Engine:
     endpoint: str | None = None
     lease_owner: str | None = None
     last_activity_time: datetime | None = None
+    #: Minutes without Spark Connect activity before the monitor stops it; 0 or
+    #: None (engines stored before auto-stop existed): never.
+    auto_stop_minutes: float | None = None
     connect_token: str | None = field(default=None, repr=False)
     saved_logs: str | None = field(default=None, repr=False)
     owner: str | None = None
@@ -148,8 +154,13 @@ def new_engine(
     now: datetime,
     engine_id: EngineId | None = None,
     owner: str | None = None,
+    auto_stop_minutes: float | None = None,
 ) -> Engine:
-    """The stored form of a fresh engine: WaitToStart, due at once, with its own token."""
+    """The stored form of a fresh engine: WaitToStart, due at once, with its own token.
+
+    `auto_stop_minutes` is the resolved value (request or default); None
+    keeps the request's own.
+    """
     return Engine(
         id=engine_id or new_engine_id(),
         name=request.name,
@@ -161,6 +172,9 @@ def new_engine(
         create_time=now,
         update_time=now,
         next_update_time=now,
+        auto_stop_minutes=(
+            auto_stop_minutes if auto_stop_minutes is not None else request.auto_stop_minutes
+        ),
         connect_token=new_secret_token(),
         owner=owner,
     )

@@ -9,7 +9,8 @@ applied by the caller in one compare-and-set write:
 2. `after_action()`: the outcome of the platform call made under the lease
    (start, stop, clean) decides the next state.
 3. `after_observation()`: what the platform reports decides whether the
-   engine moves on, failed, or is simply checked again later.
+   engine moves on, failed, or is simply checked again later; a Running
+   engine idle past its auto-stop time is stopped (domain/activity.py).
 
 Every target state is taken from the transition table in `state.py`, so a
 decision can never leave it.
@@ -21,6 +22,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from rucat.domain.activity import AUTO_STOP_ACTOR, KeepRunning, StopIdle, decide_idle
 from rucat.domain.engine import Engine
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
 from rucat.domain.state import (
@@ -63,6 +65,8 @@ class Timing:
     fast_poll: float = 0.25
     #: A Running engine is re-inspected this often even without platform events.
     resync: float = 60.0
+    #: Activity younger than this may mean an RPC in flight (see domain/activity.py).
+    busy_grace: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ class Write:
     """Record `to` (possibly the same state) and look again after `delay`.
 
     `message` and `endpoint` are the values to store; `stop_again` asks the
-    caller to re-issue the (idempotent) stop before writing.
+    caller to re-issue the (idempotent) stop before writing; `actor` names a
+    decision that is not the platform's (auto-stop).
     """
 
     to: EngineState
@@ -91,6 +96,8 @@ class Write:
     endpoint: str | None
     delay: float
     stop_again: bool = False
+    #: Who the event names; None: the monitor itself.
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,7 @@ def after_observation(
                     to=_to(state, E.ENDPOINT_READY),
                     message=None,
                     endpoint=endpoint,
-                    delay=timing.resync,
+                    delay=_running_delay(engine.auto_stop_minutes, timing),
                 )
             case Failed(reason):
                 return _start_failed(state, reason)
@@ -226,7 +233,20 @@ def after_observation(
     if state is S.Running:
         match observation:
             case Ready(endpoint):
-                return Write(to=state, message=None, endpoint=endpoint, delay=timing.resync)
+                match decide_idle(engine, now=now, busy_grace=timing.busy_grace):
+                    case StopIdle(message):
+                        return Write(
+                            to=_to(state, E.IDLE),
+                            message=message,
+                            endpoint=endpoint,
+                            delay=0.0,
+                            actor=AUTO_STOP_ACTOR,
+                        )
+                    case KeepRunning(recheck_after):
+                        delay = timing.resync
+                        if recheck_after is not None:
+                            delay = min(delay, recheck_after)
+                        return Write(to=state, message=None, endpoint=endpoint, delay=delay)
             case Failed(reason):
                 return _died(state, reason)
             case Absent():
@@ -249,6 +269,13 @@ def after_observation(
             stop_again=True,
         )
     raise ValueError(f"{state.value} is not an observed state")  # pragma: no cover
+
+
+def _running_delay(auto_stop_minutes: float | None, timing: Timing) -> float:
+    """When to look at a newly Running engine: by its first possible auto-stop."""
+    if not auto_stop_minutes:
+        return timing.resync
+    return min(timing.resync, max(auto_stop_minutes * 60.0, timing.busy_grace))
 
 
 def _recheck(engine: Engine, delay: float) -> Write:

@@ -51,6 +51,21 @@ LEASE_FALLBACK: dict[EngineState, EngineState] = {
 }
 
 
+#: States of an engine that runs or is on its way up or down: what `rucat up`
+#: stops on a clean exit.
+SHUTDOWN_STATES: frozenset[EngineState] = frozenset(
+    {
+        S.WaitToStart,
+        S.TriggerStart,
+        S.StartInProgress,
+        S.Running,
+        S.WaitToTerminate,
+        S.TriggerTermination,
+        S.TerminateInProgress,
+    }
+)
+
+
 class UserAction(enum.StrEnum):
     STOP = "STOP"
     RESTART = "RESTART"
@@ -88,6 +103,8 @@ class MonitorEvent(enum.StrEnum):
     RESOURCES_GONE = "resources gone"
     CLEAN_ISSUED = "clean issued"
     LEASE_EXPIRED = "lease expired"
+    IDLE = "no activity for its auto-stop time"
+    SHUTDOWN = "rucat up shut down"
 
 
 E = MonitorEvent
@@ -106,6 +123,10 @@ MONITOR_TRANSITIONS: dict[tuple[EngineState, MonitorEvent], EngineState] = {
     (S.ErrorTriggerClean, E.CLEAN_ISSUED): S.ErrorCleanInProgress,
     (S.ErrorCleanInProgress, E.RESOURCES_GONE): S.ErrorClean,
     **{(trigger, E.LEASE_EXPIRED): waiting for trigger, waiting in LEASE_FALLBACK.items()},
+    # Auto-stop: an idle Running engine is stopped as a user's STOP would.
+    (S.Running, E.IDLE): S.WaitToTerminate,
+    # `rucat up` stopping its own engines on a clean exit (it stopped its monitor first).
+    **{(active, E.SHUTDOWN): S.Terminated for active in SHUTDOWN_STATES},
 }
 
 

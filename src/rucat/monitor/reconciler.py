@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from rucat.domain.activity import AUTO_STOP_ACTOR
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import RucatError, StoreConflict
 from rucat.domain.observation import Observation, Unknown
@@ -86,6 +87,8 @@ class Monitor:
         self._wakeup = asyncio.Event()
         self._urgent: set[EngineId] = set()
         self._in_flight: dict[EngineId, asyncio.Task[None]] = {}
+        #: Engines this monitor stopped for idleness since it started.
+        self.auto_stops = 0
 
     # --- signals ------------------------------------------------------------
 
@@ -240,7 +243,11 @@ class Monitor:
         )
         if new == engine:
             return engine
-        stored = await self._store.transition(current=engine, new=new, actor=self.owner)
+        stored = await self._store.transition(
+            current=engine, new=new, actor=write.actor or self.owner
+        )
+        if write.actor == AUTO_STOP_ACTOR:
+            self.auto_stops += 1
         if changed:
             log.info(
                 "engine %s: %s -> %s%s",

@@ -19,6 +19,7 @@ def timing_from(config: RucatConfig) -> Timing:
         lease=config.lease_secs,
         fast_poll=min(0.25, config.check_interval_secs),
         resync=max(config.resync_interval_secs, config.check_interval_secs),
+        busy_grace=2 * config.auto_stop.busy_refresh_secs,
     )
 
 

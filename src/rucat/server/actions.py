@@ -39,8 +39,9 @@ TRIGGER_WAIT_SECS = 5.0
 TRIGGER_POLL_SECS = 0.1
 
 
-def moved(engine: Engine, to: EngineState, *, now: datetime) -> Engine:
-    """`engine` moved to `to` by a user: due at once, unclaimed, message kept only in errors."""
+def moved(engine: Engine, to: EngineState, *, now: datetime, message: str | None = None) -> Engine:
+    """`engine` moved to `to` by a user: due at once, unclaimed, message kept only in errors
+    (or `message`, which the event records too)."""
     endpoint = engine.endpoint
     if engine.state is EngineState.Terminated and to is EngineState.WaitToStart:
         endpoint = None  # a restarted engine gets a new endpoint
@@ -50,7 +51,7 @@ def moved(engine: Engine, to: EngineState, *, now: datetime) -> Engine:
         update_time=now,
         next_update_time=now,
         lease_owner=None,
-        message=engine.message if to in ERROR_STATES else None,
+        message=message if message is not None else engine.message if to in ERROR_STATES else None,
         endpoint=endpoint,
     )
 
@@ -63,11 +64,14 @@ async def apply_user_action(
     actor: str,
     clock: Callable[[], datetime],
     check: Callable[[Engine], None] | None = None,
+    message: str | None = None,
 ) -> Engine | None:
     """Apply `action`; returns the engine as written (None when removed).
 
     `check(engine)` runs on the stored engine before anything is written and
     may refuse by raising (it must only read what never changes, e.g. confs).
+    `message` says why, on the engine and its event (auto-start says who called).
+
     Raises EngineNotFound, StateConflict (409, naming the current state) or
     StoreUnavailable.
     """
@@ -107,7 +111,9 @@ async def apply_user_action(
                 )
                 return None
             written = await store.transition(
-                current=engine, new=moved(engine, decision.to, now=clock()), actor=actor
+                current=engine,
+                new=moved(engine, decision.to, now=clock(), message=message),
+                actor=actor,
             )
         except StoreConflict as conflict:
             attempts += 1

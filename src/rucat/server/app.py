@@ -22,6 +22,7 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from rucat.config import RucatConfig
+from rucat.domain.activity import idle_since, resolve_auto_stop
 from rucat.domain.engine import (
     CreateEngineRequest,
     Engine,
@@ -89,11 +90,14 @@ def create_app(
     clock: Callable[[], datetime] = _utc_now,
     notify: Callable[[str], None] | None = None,
     authenticator: Authenticator | None = None,
+    auto_starts: Callable[[], int] | None = None,
+    auto_stops: Callable[[], int] | None = None,
 ) -> FastAPI:
     """The REST API over `store`. `notify(engine_id)` runs after every successful write.
 
     `authenticator` checks callers (share the proxy's); default: one built from
-    config.auth_provider.
+    config.auth_provider. `auto_starts` and `auto_stops` read the counters of
+    this process's proxy and monitor, for /metrics (None: not in this process).
     """
     app = FastAPI(
         title="Rucat",
@@ -104,7 +108,8 @@ def create_app(
     )
     authenticator = authenticator or Authenticator(config.auth_provider, tokens=store, clock=clock)
     policy = engine_policy(config.platform.variant, config.engine_policy)
-    metrics = Metrics()
+    busy_grace = 2 * config.auto_stop.busy_refresh_secs
+    metrics = Metrics(busy_grace=busy_grace, auto_starts=auto_starts, auto_stops=auto_stops)
     app.state.www_authenticate = authenticator.challenge
     install_error_handlers(app)
     app.add_middleware(
@@ -132,6 +137,11 @@ def create_app(
 
     def actor_of(request: Request) -> str:
         return principal_of(request).name
+
+    def info(engine: Engine) -> EngineInfo:
+        return EngineInfo.of(
+            engine, idle_since=idle_since(engine, now=clock(), busy_grace=busy_grace)
+        )
 
     async def load(engine_id: str) -> Engine:
         if not is_engine_id(engine_id):
@@ -176,7 +186,14 @@ def create_app(
         )
         # Versions the platform runs, and the confs the engine policy allows (400 otherwise).
         wanted = validate_request(wanted, config.platform, policy=policy)
-        engine = new_engine(wanted, platform=config.platform.variant, now=clock())
+        auto_stop = resolve_auto_stop(
+            body.auto_stop_minutes,
+            default=config.auto_stop.default_minutes,
+            maximum=config.auto_stop.max_minutes,
+        )
+        engine = new_engine(
+            wanted, platform=config.platform.variant, now=clock(), auto_stop_minutes=auto_stop
+        )
         stored = await store.add(engine=engine, actor=actor_of(request))
         log.info(
             "engine %s created",
@@ -189,7 +206,7 @@ def create_app(
     @app.get("/engine/{engine_id}", response_model=EngineInfo, responses=_ERRORS, tags=["engines"])
     async def get_engine(engine_id: str) -> EngineInfo:
         """The engine's info (never its secrets)."""
-        return EngineInfo.of(await load(engine_id))
+        return info(await load(engine_id))
 
     @app.get("/engines", response_model=list[EngineIdOut], responses=_ERRORS, tags=["engines"])
     async def list_engines(
@@ -212,7 +229,7 @@ def create_app(
         """Stop: WaitToStart -> Terminated; StartInProgress, Running -> WaitToTerminate."""
         result = await act(request, engine_id, UserAction.STOP)
         assert result is not None
-        return EngineInfo.of(result)
+        return info(result)
 
     @app.post(
         "/engine/{engine_id}/restart",
@@ -224,7 +241,7 @@ def create_app(
         """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart."""
         result = await act(request, engine_id, UserAction.RESTART, check=policy_allows)
         assert result is not None
-        return EngineInfo.of(result)
+        return info(result)
 
     @app.delete(
         "/engine/{engine_id}", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"]
@@ -323,14 +340,15 @@ def create_app(
 
     @app.get("/metrics", response_class=Response, tags=["operations"])
     async def prometheus_metrics() -> Response:
-        """Prometheus text: engines per state, requests and latencies per route."""
+        """Prometheus text: engines per state, busy and idle Running engines, auto-starts and
+        auto-stops, requests and latencies per route."""
         try:
-            states = [e.state for e in await store.list()]
+            engines = await store.list()
         except StoreUnavailable as e:
             # Request metrics stay scrapeable while the store is down.
             log.warning("metrics without engine counts: %s", e.message)
-            return Response(metrics.render(None), media_type=CONTENT_TYPE_LATEST)
-        return Response(metrics.render(states), media_type=CONTENT_TYPE_LATEST)
+            return Response(metrics.render(None, now=clock()), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(engines, now=clock()), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -38,8 +38,13 @@ Invariants:
   talk to a Spark 4 engine. Tokens are never logged.
 - One cached upstream channel per engine, replaced when the engine's
   endpoint or token changes and dropped when the engine stops or is idle.
-- Activity is recorded in the store at most once per `activity_interval_secs`
-  per engine, in the background: a slow store never delays an RPC.
+- Activity is recorded in the store in the background, and refreshed while
+  an engine has RPCs in flight (server/proxy_activity.py): that is what tells
+  auto-stop an engine is busy.
+- A call for a Terminated engine starts it, after the call was admitted
+  (server/proxy_start.py), unless `auto_start_on_connect` is off; then, and
+  for engines in error states, a call for an engine that is not Running
+  answers FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
 from rucat.domain.principal import Principal
 from rucat.domain.state import ERROR_STATES, EngineState
 from rucat.server.auth import Authenticator
+from rucat.server.proxy_activity import ActivityTracker
 from rucat.server.proxy_auth import ENGINE_ID_KEY, ProxyCredentials, Refused, forwardable
+from rucat.server.proxy_start import HOLD_SECS, AutoStarter
 from rucat.store import EngineStore
 
 __all__ = ["ENGINE_ID_KEY", "METHOD_SHAPES", "Proxy", "Shape", "start_proxy"]
@@ -182,18 +189,25 @@ class Proxy:
         idle_channel_secs: float,
         max_message_bytes: int,
         handshake_timeout_secs: float,
+        auto_start: bool,
+        auto_start_hold_secs: float,
     ) -> None:
         self._store = store
         self._credentials = credentials
         self._clock = clock
         self._route_ttl = route_ttl_secs
-        self._activity_interval = activity_interval_secs
         self._idle_channel_secs = idle_channel_secs
         self._upstream_options = _upstream_options(max_message_bytes)
         self._server_options = _server_options(max_message_bytes, handshake_timeout_secs)
         self._routes: dict[EngineId, _Route] = {}
-        self._activity_sent: dict[EngineId, float] = {}
-        self._activity_pending: set[EngineId] = set()
+        self._activity = ActivityTracker(
+            store=store, clock=clock, refresh_secs=activity_interval_secs
+        )
+        self._starter = (
+            AutoStarter(store=store, clock=clock, hold_secs=auto_start_hold_secs)
+            if auto_start
+            else None
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -223,6 +237,7 @@ class Proxy:
         self.port = bound
         self.tls = tls is not None
         self._sweeper = asyncio.create_task(self._sweep_idle_channels())
+        self._activity.start()
         log.info(
             "Spark Connect proxy listening on %s:%d (%s, auth %s)",
             host,
@@ -244,9 +259,15 @@ class Proxy:
         routes, self._routes = list(self._routes.values()), {}
         for route in routes:
             await route.channel.close()
+        # Last activity records; a slow store must not hold up shutdown for long.
+        await self._activity.close(grace=grace)
         if self._background:
-            # Last activity records; a slow store must not hold up shutdown for long.
             await asyncio.wait(set(self._background), timeout=grace)
+
+    @property
+    def auto_starts(self) -> int:
+        """Engines this proxy started on a call since it started."""
+        return self._starter.auto_starts if self._starter is not None else 0
 
     # --- routing ------------------------------------------------------------
 
@@ -263,6 +284,8 @@ class Proxy:
             raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id} not found") from None
         except StoreUnavailable as e:
             raise Refused(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {e.message}") from e
+        if self._starter is not None and engine.state is not EngineState.Running:
+            engine = await self._starter.until_running(engine, caller=principal.name)
         target, token = self._check_running(engine)
         # No await from here on: the check and the cache update are atomic.
         route = self._routes.get(engine_id)
@@ -299,7 +322,7 @@ class Proxy:
         return _target(engine.endpoint), engine.connect_token
 
     def _evict(self, engine_id: EngineId) -> None:
-        self._activity_sent.pop(engine_id, None)
+        self._activity.forget(engine_id)
         route = self._routes.pop(engine_id, None)
         if route is not None:
             # Calls still on it finish or fail on their own; the engine moved or stopped.
@@ -313,29 +336,6 @@ class Proxy:
             for engine_id, route in list(self._routes.items()):
                 if route.in_flight == 0 and route.last_used < cutoff:
                     self._evict(engine_id)
-
-    # --- activity -----------------------------------------------------------
-
-    def _note_activity(self, engine_id: EngineId) -> None:
-        now = time.monotonic()
-        last = self._activity_sent.get(engine_id)
-        if last is not None and now - last < self._activity_interval:
-            return
-        if engine_id in self._activity_pending:
-            return
-        self._activity_sent[engine_id] = now
-        self._activity_pending.add(engine_id)
-        self._spawn(self._record_activity(engine_id, self._clock()))
-
-    async def _record_activity(self, engine_id: EngineId, at: datetime) -> None:
-        try:
-            await self._store.record_activity(engine_id=engine_id, at=at)
-        except EngineNotFound:
-            self._activity_sent.pop(engine_id, None)
-        except Exception as e:
-            log.warning("could not record activity of engine %s: %s", engine_id, e)
-        finally:
-            self._activity_pending.discard(engine_id)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -375,7 +375,7 @@ class Proxy:
             log.debug("refused %s for engine %r: %s", method, engine_id, refusal.code.name)
             await context.abort(refusal.code, refusal.details)
             raise AssertionError("unreachable: abort raises") from None
-        self._note_activity(engine_id)
+        self._activity.begin(engine_id)
         self.rpcs_forwarded += 1
         route.in_flight += 1
         route.last_used = time.monotonic()
@@ -389,7 +389,7 @@ class Proxy:
             call.cancel()
         route.in_flight -= 1
         route.last_used = time.monotonic()
-        self._note_activity(engine_id)
+        self._activity.end(engine_id)
 
     async def _abort_as_upstream(
         self, context: grpc.aio.ServicerContext, route: _Route, error: grpc.aio.AioRpcError
@@ -541,15 +541,19 @@ async def start_proxy(
     authenticator: Authenticator | None = None,
     clock: Callable[[], datetime] = _utc_now,
     route_ttl_secs: float = 1.0,
-    activity_interval_secs: float = 5.0,
+    activity_interval_secs: float | None = None,
     idle_channel_secs: float = 300.0,
+    auto_start_hold_secs: float = HOLD_SECS,
 ) -> Proxy:
     """Listen on config.host:config.connect_port (0: any free port) and forward.
 
     `authenticator` checks callers (the REST API's, so both accept the same
     credentials); default: one built from config.auth_provider.
     `route_ttl_secs` is how long an engine's Running state and endpoint are
-    trusted before the store is asked again (0: every RPC asks).
+    trusted before the store is asked again (0: every RPC asks);
+    `activity_interval_secs` how often activity of engines with RPCs in
+    flight is refreshed (default: config.auto_stop.busy_refresh_secs);
+    `auto_start_hold_secs` how long a call for a starting engine waits for it.
     Raises ConfigError when connect_port is None, the TLS files cannot be
     read, or the port cannot be bound.
     """
@@ -563,10 +567,16 @@ async def start_proxy(
         ),
         clock=clock,
         route_ttl_secs=route_ttl_secs,
-        activity_interval_secs=activity_interval_secs,
+        activity_interval_secs=(
+            activity_interval_secs
+            if activity_interval_secs is not None
+            else config.auto_stop.busy_refresh_secs
+        ),
         idle_channel_secs=idle_channel_secs,
         max_message_bytes=config.connect_max_message_bytes,
         handshake_timeout_secs=config.header_timeout_secs,
+        auto_start=config.auto_start_on_connect,
+        auto_start_hold_secs=auto_start_hold_secs,
     )
     await proxy._start(host=config.host, port=config.connect_port, tls=tls)
     return proxy

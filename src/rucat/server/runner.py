@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
+from fastapi import FastAPI
 
 from rucat.config import RucatConfig
 from rucat.domain.errors import ConfigError
@@ -65,12 +66,14 @@ async def serve(
     notify: Callable[[str], None] | None = None,
     on_started: Callable[[str], None] | None = None,
     on_proxy_started: Callable[[int], None] | None = None,
+    auto_stops: Callable[[], int] | None = None,
 ) -> None:
     """Serve the API on config.host:config.port until cancelled (or uvicorn fails to start),
     and the Spark Connect proxy on config.connect_port unless that is None.
 
     `on_started` receives the base URL with the port actually bound (port 0
     picks a free one); `on_proxy_started` the proxy's bound port.
+    `auto_stops` reads the auto-stop counter of a monitor in this process.
     """
     # One Authenticator for both paths: the same credentials, the same caches.
     authenticator = Authenticator(config.auth_provider, tokens=store)
@@ -82,31 +85,24 @@ async def serve(
     if proxy is not None and on_proxy_started is not None:
         on_proxy_started(proxy.port)
     try:
-        await _serve_rest(
+        app = create_app(
             config,
             store=store,
             platform=platform,
             notify=notify,
-            on_started=on_started,
             authenticator=authenticator,
+            auto_starts=(lambda: proxy.auto_starts) if proxy is not None else None,
+            auto_stops=auto_stops,
         )
+        await _serve_rest(config, app=app, on_started=on_started)
     finally:
         if proxy is not None:
             await proxy.close()
 
 
 async def _serve_rest(
-    config: RucatConfig,
-    *,
-    store: EngineStore,
-    platform: Platform | None,
-    notify: Callable[[str], None] | None,
-    on_started: Callable[[str], None] | None,
-    authenticator: Authenticator,
+    config: RucatConfig, *, app: FastAPI, on_started: Callable[[str], None] | None
 ) -> None:
-    app = create_app(
-        config, store=store, platform=platform, notify=notify, authenticator=authenticator
-    )
     max_connections = connection_limit(config.max_connections)
     if max_connections < config.max_connections:
         log.warning(

@@ -61,6 +61,14 @@ class CreateEngineBody(BaseModel):
     configs: dict[StrictStr, StrictStr] = Field(
         default_factory=dict, description="Engine confs, e.g. Spark confs (key -> value)."
     )
+    auto_stop_minutes: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Stop the engine after this many minutes without Spark Connect activity "
+        "(fractions allowed; 0: never). Default and maximum come from the server's config "
+        "(auto_stop); above the maximum is 400.",
+    )
 
     @field_validator("engine_type", mode="before")
     @classmethod
@@ -104,7 +112,8 @@ class EngineIdOut(BaseModel):
 
 class EngineInfo(BaseModel):
     """Body of ``GET /engine/{id}``: the seed's fields plus id, message, platform,
-    endpoint, update_time and last_activity_time. Times are ISO-8601 UTC."""
+    endpoint, update_time, last_activity_time, auto_stop_minutes and idle_since.
+    Times are ISO-8601 UTC."""
 
     id: str
     name: str
@@ -120,9 +129,17 @@ class EngineInfo(BaseModel):
     last_activity_time: datetime | None = Field(
         None, description="Last Spark Connect call seen by the proxy."
     )
+    auto_stop_minutes: float | None = Field(
+        None, description="Minutes without Spark Connect activity before auto-stop; 0: never."
+    )
+    idle_since: datetime | None = Field(
+        None,
+        description="Since when a Running engine has had no Spark Connect activity; null while "
+        "busy (an RPC in flight or just finished) and when not Running.",
+    )
 
     @classmethod
-    def of(cls, engine: Engine) -> EngineInfo:
+    def of(cls, engine: Engine, *, idle_since: datetime | None = None) -> EngineInfo:
         return cls(
             id=engine.id,
             name=engine.name,
@@ -136,6 +153,8 @@ class EngineInfo(BaseModel):
             platform=engine.platform,
             endpoint=engine.endpoint,
             last_activity_time=engine.last_activity_time,
+            auto_stop_minutes=engine.auto_stop_minutes,
+            idle_since=idle_since,
         )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -44,7 +45,7 @@ VERSION_TABLE = "rucat_schema_version"
 #: The newest migration in rucat/store/migrations/versions. A store opening a
 #: database already at this revision skips Alembic (and its import) entirely;
 #: a test checks this equals Alembic's head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -103,6 +104,8 @@ engines = Table(
     Column("saved_logs", Text, nullable=True),
     # The creating principal's name; NULL on rows from before owners (admins only).
     Column("owner", Text, nullable=True),
+    # Minutes without Spark Connect activity before auto-stop; 0 or NULL: never.
+    Column("auto_stop_minutes", Float, nullable=True),
     Index("ix_rucat_engines_created", "create_time", "id"),
     Index("ix_rucat_engines_due", "platform", "next_update_time"),
     Index("ix_rucat_engines_owner", "owner", "state"),
@@ -212,6 +215,7 @@ def engine_to_row(engine: Engine) -> dict[str, Any]:
         "connect_token": engine.connect_token,
         "saved_logs": text_for_storage(engine.saved_logs),
         "owner": engine.owner,
+        "auto_stop_minutes": engine.auto_stop_minutes,
     }
 
 
@@ -256,4 +260,7 @@ def engine_from_row(row: RowMapping | Mapping[str, Any], grants: Sequence[Grant]
         saved_logs=row["saved_logs"],
         owner=row["owner"],
         grants=tuple(grants),
+        auto_stop_minutes=(
+            None if row["auto_stop_minutes"] is None else float(row["auto_stop_minutes"])
+        ),
     )

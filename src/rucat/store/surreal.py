@@ -89,6 +89,7 @@ DEFINE FIELD OVERWRITE message ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE endpoint ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE lease_owner ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE last_activity_time ON rucat_engine TYPE option<datetime>;
+DEFINE FIELD OVERWRITE auto_stop_minutes ON rucat_engine TYPE option<float>;
 DEFINE FIELD OVERWRITE connect_token ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE saved_logs ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE owner ON rucat_engine TYPE option<string>;
@@ -290,6 +291,8 @@ def _doc(engine: Engine) -> dict[str, Any]:
     activity = _utc_or_none(engine.last_activity_time, "last_activity_time")
     if activity is not None:
         doc["last_activity_time"] = activity
+    if engine.auto_stop_minutes is not None:
+        doc["auto_stop_minutes"] = float(engine.auto_stop_minutes)
     return doc
 
 
@@ -303,6 +306,7 @@ def _engine(doc: Any) -> Engine:
     """An Engine from a stored record; a malformed record is the store's failure."""
     try:
         activity = doc.get("last_activity_time")
+        auto_stop = doc.get("auto_stop_minutes")
         return Engine(
             id=str(doc["eid"]),
             name=str(doc["name"]),
@@ -319,6 +323,7 @@ def _engine(doc: Any) -> Engine:
             endpoint=doc.get("endpoint"),
             lease_owner=doc.get("lease_owner"),
             last_activity_time=None if activity is None else _time(activity),
+            auto_stop_minutes=None if auto_stop is None else float(auto_stop),
             connect_token=doc.get("connect_token"),
             saved_logs=doc.get("saved_logs"),
             owner=doc.get("owner"),

@@ -1,0 +1,141 @@
+"""Auto-start on connect: a Spark Connect call for a Terminated engine starts it.
+
+Runs after the proxy has admitted the call (credentials, and whatever says
+who may connect to the engine), so only a caller allowed to use the engine
+can start it. The decision is the domain's (`decide_connect`); the restart is
+a user action (`apply_user_action`, actor `auto-start`), so it obeys the
+state machine and the same compare-and-set as a user's restart.
+
+The call that starts the engine answers UNAVAILABLE at once, with a detail
+saying the engine is starting and its state; pyspark retries UNAVAILABLE. A
+call for an engine on its way up (or down, to be started again) is held
+while the engine starts, for at most `hold_secs`, and then forwarded as soon
+as the engine runs; still not Running by then, it answers UNAVAILABLE too.
+Holding matters because pyspark's retries back off exponentially (50 ms,
+200 ms, 0.8 s, 3.2 s, 12.8 s, ...): without it a query would wait up to four
+times the start time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+
+from rucat.domain.connect import (
+    AUTO_START_ACTOR,
+    Forward,
+    RefuseCall,
+    StartIt,
+    WaitFor,
+    decide_connect,
+)
+from rucat.domain.engine import Engine
+from rucat.domain.errors import EngineNotFound, RucatError, StateConflict
+from rucat.domain.state import EngineState, UserAction
+from rucat.server.actions import apply_user_action
+from rucat.server.proxy_auth import Refused
+from rucat.store import EngineStore
+
+log = logging.getLogger("rucat.server.proxy")
+
+#: How long a call for a starting engine is held before it answers UNAVAILABLE.
+HOLD_SECS = 30.0
+#: How often a held call looks at the store.
+POLL_SECS = 0.2
+
+
+class AutoStarter:
+    """Starts Terminated engines for the proxy and holds calls while they start."""
+
+    def __init__(
+        self,
+        *,
+        store: EngineStore,
+        clock: Callable[[], datetime],
+        hold_secs: float = HOLD_SECS,
+        poll_secs: float = POLL_SECS,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._hold_secs = hold_secs
+        self._poll_secs = poll_secs
+        #: Engines this proxy started since it started.
+        self.auto_starts = 0
+
+    async def until_running(
+        self, engine: Engine, *, caller: str | None, first: bool = True
+    ) -> Engine:
+        """The engine once Running (forward the call), or the engine to refuse with.
+
+        Raises Refused(UNAVAILABLE) when the engine was just started or does
+        not run within the hold time; Refused(NOT_FOUND) when it was deleted
+        meanwhile. `first` is False for a retry of the same call.
+        """
+        deadline = time.monotonic() + self._hold_secs
+        while True:
+            decision = decide_connect(engine.state, auto_start=True)
+            match decision:
+                case Forward() | RefuseCall():
+                    return engine  # the proxy forwards, or refuses as without auto-start
+                case StartIt(action):
+                    before = engine.state
+                    engine = await self._start(engine, action=action, caller=caller)
+                    if engine.state is not before:
+                        if first and engine.state is not EngineState.Running:
+                            # The call that starts the engine says so at once.
+                            raise Refused(
+                                grpc.StatusCode.UNAVAILABLE,
+                                f"engine {engine.id} is starting (it was {before.value}, now "
+                                f"{engine.state.value}): retry; pyspark does so by itself",
+                            )
+                        continue
+                case WaitFor(what):
+                    if time.monotonic() >= deadline:
+                        raise Refused(
+                            grpc.StatusCode.UNAVAILABLE,
+                            f"engine {engine.id} is {what} (now {engine.state.value}): retry",
+                        )
+            await asyncio.sleep(self._poll_secs)
+            try:
+                engine = await self._store.get(engine_id=engine.id)
+            except EngineNotFound:
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from None
+            first = False
+
+    async def _start(self, engine: Engine, *, action: UserAction, caller: str | None) -> Engine:
+        try:
+            started = await apply_user_action(
+                self._store,
+                engine_id=engine.id,
+                action=action,
+                actor=AUTO_START_ACTOR,
+                clock=self._clock,
+                message="started by a Spark Connect call" + (f" from {caller}" if caller else ""),
+            )
+        except EngineNotFound:
+            raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from None
+        except StateConflict as e:
+            # Someone else moved it first (a user, a monitor, another proxy): go on from there.
+            if e.current is None:
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from e
+            return e.current
+        except RucatError as e:
+            raise Refused(
+                grpc.StatusCode.UNAVAILABLE, f"could not start engine {engine.id}: {e.message}"
+            ) from e
+        assert started is not None
+        self.auto_starts += 1
+        log.info(
+            "engine %s auto-started on a Spark Connect call by %s (%s -> %s)",
+            engine.id,
+            caller or "a client",
+            engine.state.value,
+            started.state.value,
+            extra={"engine_id": engine.id, "actor": AUTO_START_ACTOR},
+        )
+        return started
