@@ -65,6 +65,16 @@ class Rig:
 
         return await eventually(probe, timeout=30, interval=0.05, what=what)
 
+    async def terminated(self, engine: Engine) -> Engine:
+        """Wait for Terminated while time passes (the monitor polls a stopping engine)."""
+
+        async def probe() -> Engine | None:
+            self.clock.advance(0.5)
+            current = await self.store.get(engine_id=engine.id)
+            return current if current.state is S.Terminated else None
+
+        return await eventually(probe, timeout=30, interval=0.05, what="Terminated")
+
 
 @pytest.fixture
 async def rig(fake: FakeKube, tmp_path: Path) -> AsyncIterator[Rig]:
@@ -92,7 +102,7 @@ async def test_an_idle_engine_is_stopped_by_auto_stop_saying_why(rig: Rig) -> No
     assert still.state is S.Running
 
     await rig.later(engine, 2)
-    stopped = await rig.until(engine, lambda e: e.state is S.Terminated, "Terminated")
+    stopped = await rig.terminated(engine)
     assert stopped.state is S.Terminated
     event = next(
         e for e in await rig.store.events(engine_id=engine.id) if e.from_state is S.Running
@@ -117,7 +127,7 @@ async def test_activity_recorded_by_a_proxy_postpones_the_stop(rig: Rig) -> None
         assert (await rig.later(engine, 0)).state is S.Running
     last = rig.clock()
     await rig.later(engine, 61)  # the refreshes stopped: a minute later it is idle
-    stopped = await rig.until(engine, lambda e: e.state is S.Terminated, "Terminated")
+    stopped = await rig.terminated(engine)
     event = next(e for e in await rig.store.events(engine_id=engine.id) if e.actor == "auto-stop")
     assert event.time - last >= timedelta(minutes=1)
     assert stopped.last_activity_time == last

@@ -1,0 +1,126 @@
+"""Auto-start on connect: a pyspark query to a Terminated engine, beside a plain create.
+
+Not a test: prints figures. Against one `rucat up` (default config), each
+round measures, one right after the other so both see the same machine load:
+
+- create: POST /engine, timed until GET /engine/{id} says Running (the
+  engine is then stopped and waited for until Terminated);
+- auto-start: a pyspark session through the proxy runs `select 1` on that
+  Terminated engine, timed until the result is back. The proxy starts the
+  engine (the first call answers UNAVAILABLE, pyspark retries, the retry is
+  held until the engine runs).
+
+and prints the medians and their ratio auto-start/create (target: at most 1.2).
+
+    uv run python bench/auto_start.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from rucat.engines.spark import bundled_spark_version
+
+RUCAT = str(Path(sys.executable).parent / "rucat")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_state(client: httpx.Client, engine_id: str, state: str, poll: float) -> None:
+    while True:
+        info = client.get(f"/engine/{engine_id}").json()
+        if info["state"] == state:
+            return
+        if info["state"].startswith("Error"):
+            raise RuntimeError(f"engine failed: {info}")
+        time.sleep(poll)
+
+
+def time_create(client: httpx.Client) -> tuple[str, float]:
+    """(engine id, seconds from POST /engine to Running); the engine is then stopped."""
+    body = {"name": "bench", "engine_type": "Spark", "version": bundled_spark_version()}
+    start = time.monotonic()
+    engine_id = client.post("/engine", json=body).raise_for_status().json()["id"]
+    wait_state(client, engine_id, "Running", 0.05)
+    elapsed = time.monotonic() - start
+    client.post(f"/engine/{engine_id}/stop").raise_for_status()
+    wait_state(client, engine_id, "Terminated", 0.2)
+    return engine_id, elapsed
+
+
+def time_auto_start(connect_port: int, engine_id: str) -> float:
+    """Seconds from a pyspark query to a Terminated engine until its result."""
+    from pyspark.sql import SparkSession
+
+    url = f"sc://localhost:{connect_port}/;x-rucat-engine-id={engine_id}"
+    start = time.monotonic()
+    spark = SparkSession.builder.remote(url).create()
+    try:
+        rows = spark.sql("select 1 as one").collect()
+        elapsed = time.monotonic() - start
+    finally:
+        spark.stop()
+    assert rows[0]["one"] == 1, rows
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rucat-bench-") as tmp:
+        workdir = Path(tmp)
+        port, connect_port = free_port(), free_port()
+        up = subprocess.Popen(
+            [RUCAT, "up", "--port", str(port), "--data-dir", str(workdir / "data")],
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "up.log").open("wb"),
+            env={**os.environ, "RUCAT_CONNECT_PORT": str(connect_port)},
+            start_new_session=True,
+        )
+        created, started = [], []
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                for _ in range(300):
+                    try:
+                        client.get("/health")
+                        break
+                    except httpx.HTTPError:
+                        time.sleep(0.1)
+                for i in range(args.runs):
+                    engine_id, create = time_create(client)
+                    auto = time_auto_start(connect_port, engine_id)
+                    created.append(create)
+                    started.append(auto)
+                    print(f"run {i + 1}: create {create:.2f} s, auto-start {auto:.2f} s")
+                    client.post(f"/engine/{engine_id}/stop")
+                    wait_state(client, engine_id, "Terminated", 0.2)
+                    client.delete(f"/engine/{engine_id}")
+        finally:
+            up.send_signal(signal.SIGTERM)  # stops what is still running
+            up.wait(timeout=120)
+
+    c, a = statistics.median(created), statistics.median(started)
+    print(f"median create to Running:                       {c:.2f} s")
+    print(f"median pyspark query to a Terminated engine:    {a:.2f} s")
+    print(f"ratio auto-start/create: {a / c:.3f} (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
