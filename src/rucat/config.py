@@ -517,6 +517,13 @@ class RucatConfig(BaseSettings):
         default_factory=AutoStopConfig,
         description="Stopping engines without Spark Connect activity.",
     )
+    monitor_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="`rucat monitor` serves Prometheus /metrics (its auto-stops) on "
+        "host:this port; null: not served.",
+    )
     auto_start_on_connect: bool = Field(
         True,
         description="A Spark Connect call through the proxy for a Terminated engine starts it "

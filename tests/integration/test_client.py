@@ -117,6 +117,7 @@ async def test_create_returns_an_id_and_get_returns_every_field(
         platform=info.platform,
         endpoint=None,
         last_activity_time=None,
+        auto_stop_minutes=60.0,
     )
     assert info.platform == "Local"
 

@@ -13,13 +13,18 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
 
 from rucat.config import RucatConfig
 from rucat.domain.engine import Engine
-from rucat.monitor.reconciler import utc_now
+from rucat.domain.errors import ConfigError
+from rucat.monitor.reconciler import Monitor, utc_now
 from rucat.monitor.runner import build_monitor
 from rucat.monitor.shutdown import stop_engines_on_exit
 from rucat.platforms import Platform, open_platform
+from rucat.server.metrics import AUTO_STOPS, count_in
 from rucat.server.runner import serve
 from rucat.store import EngineStore, open_store
 
@@ -53,7 +58,16 @@ async def run_monitor(config: RucatConfig) -> None:
     """`rucat monitor`: reconcile until cancelled."""
 
     async def body(store: EngineStore, platform: Platform) -> None:
-        await build_monitor(config, store=store, platform=platform).run()
+        monitor = build_monitor(config, store=store, platform=platform)
+        if config.monitor_metrics_port is None:
+            await monitor.run()
+            return
+        served = _serve_monitor_metrics(config, monitor)
+        try:
+            await monitor.run()
+        finally:
+            served.shutdown()
+            served.server_close()
 
     await _with_store_and_platform(config, body)
 
@@ -90,16 +104,22 @@ async def run_up(
             name="rucat-server",
         )
         reconciler = asyncio.create_task(monitor.run(), name="rucat-monitor")
+        # Only a clean shutdown (SIGINT, SIGTERM: cancellation) stops the engines; a
+        # failure to start (a port in use) leaves the previous run's engines alone.
+        clean_exit = False
         try:
             done, _ = await asyncio.wait({server, reconciler}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raise what stopped it
+        except asyncio.CancelledError:
+            clean_exit = True
+            raise
         finally:
             for task in (server, reconciler):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(server, reconciler, return_exceptions=True)
-            if not keep_engines:
+            if clean_exit and not keep_engines:
                 await stop_engines_on_exit(
                     store=store,
                     platform=platform,
@@ -109,6 +129,22 @@ async def run_up(
                 )
 
     await _with_store_and_platform(config, body)
+
+
+def _serve_monitor_metrics(config: RucatConfig, monitor: Monitor) -> WSGIServer:
+    """The monitor's counters over HTTP (a thread of prometheus_client's)."""
+    registry = CollectorRegistry(auto_describe=True)
+    count_in(registry, AUTO_STOPS, lambda: monitor.auto_stops)
+    port = config.monitor_metrics_port
+    assert port is not None
+    try:
+        server, _thread = start_http_server(port, addr=config.host, registry=registry)
+    except OSError as e:
+        raise ConfigError(
+            f"monitor_metrics_port: cannot listen on {config.host}:{port}: {e.strerror or e}"
+        ) from e
+    log.info("monitor metrics on http://%s:%d/metrics", config.host, server.server_port)
+    return server
 
 
 #: Beyond the grace period: SIGKILL and the store writes.
