@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 import pytest
 
+from rucat.config import EnginePolicyConfig, PolicyRuleConfig
 from rucat.domain.state import EngineState
 from rucat.store import EngineStore
 from tests.conftest import FakeClock
@@ -167,3 +168,22 @@ async def test_an_open_stream_refreshes_activity_every_interval_and_a_finished_o
         clock.advance(600)
         await asyncio.sleep(0.5)  # five intervals: nothing in flight, nothing written
         assert await _activity(store, engine.id) == ended
+
+
+async def test_an_engine_the_policy_now_refuses_is_not_auto_started_as_it_is_not_restarted(
+    store: EngineStore, upstream: Upstream
+) -> None:
+    engine = await _add(
+        store, upstream, state=S.Terminated, endpoint=None, configs={"spark.forbidden": "1"}
+    )
+    policy = EnginePolicyConfig(
+        rules=[PolicyRuleConfig(pattern="spark.forbidden", action="deny")]  # type: ignore[arg-type]
+    )
+    config = _config(engine_policy=policy)
+    async with _proxy(store, config=config) as proxy, _channel(proxy) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _call(channel, [b"x"], _md(engine))
+        assert proxy.auto_starts == 0
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "spark.forbidden" in (caught.value.details() or "")
+    assert (await store.get(engine_id=engine.id)).state is S.Terminated

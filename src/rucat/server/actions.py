@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from rucat.config import RucatConfig
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import StateConflict, StoreConflict
 from rucat.domain.state import (
@@ -28,6 +29,7 @@ from rucat.domain.state import (
     WaitForMonitor,
     decide_user,
 )
+from rucat.engines.spark_policy import engine_policy
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server")
@@ -37,6 +39,21 @@ MAX_CAS_ATTEMPTS = 20
 #: How long a user action waits for a monitor to leave a trigger state.
 TRIGGER_WAIT_SECS = 5.0
 TRIGGER_POLL_SECS = 0.1
+
+
+def restart_check(config: RucatConfig) -> Callable[[Engine], None]:
+    """What a restart checks on the stored engine before it starts again, whoever
+    restarts it (REST, auto-start on connect): its confs against the engine policy,
+    which may have changed since create."""
+    policy = engine_policy(config.platform.variant, config.engine_policy)
+
+    def policy_allows(engine: Engine) -> None:
+        policy.check(
+            engine.configs,
+            context=f"engine {engine.id} cannot restart: the engine policy refuses its confs: ",
+        )
+
+    return policy_allows
 
 
 def moved(engine: Engine, to: EngineState, *, now: datetime, message: str | None = None) -> Engine:

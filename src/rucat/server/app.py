@@ -38,7 +38,7 @@ from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import available_versions, validate_request
 from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
-from rucat.server.actions import apply_user_action
+from rucat.server.actions import apply_user_action, restart_check
 from rucat.server.auth import Authenticator, principal_of
 from rucat.server.errors import install_error_handlers
 from rucat.server.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -167,13 +167,9 @@ def create_app(
         wrote(engine_id)
         return result
 
-    def policy_allows(engine: Engine) -> None:
-        # Confs never change after create, but the policy may have: an engine stored
-        # before a rule refused its confs does not start again with them.
-        policy.check(
-            engine.configs,
-            context=f"engine {engine.id} cannot restart: the engine policy refuses its confs: ",
-        )
+    # Confs never change after create, but the policy may have: an engine stored
+    # before a rule refused its confs does not start again with them.
+    policy_allows = restart_check(config)
 
     @app.post("/engine", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"])
     async def create_engine(body: CreateEngineBody, request: Request) -> EngineIdOut:

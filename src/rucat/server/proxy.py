@@ -69,6 +69,7 @@ from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
 from rucat.domain.principal import Principal
 from rucat.domain.state import ERROR_STATES, EngineState
+from rucat.server.actions import restart_check
 from rucat.server.auth import Authenticator
 from rucat.server.proxy_activity import ActivityTracker
 from rucat.server.proxy_auth import ENGINE_ID_KEY, ProxyCredentials, Refused, forwardable
@@ -191,6 +192,7 @@ class Proxy:
         handshake_timeout_secs: float,
         auto_start: bool,
         auto_start_hold_secs: float,
+        auto_start_check: Callable[[Engine], None] | None,
     ) -> None:
         self._store = store
         self._credentials = credentials
@@ -204,7 +206,9 @@ class Proxy:
             store=store, clock=clock, refresh_secs=activity_interval_secs
         )
         self._starter = (
-            AutoStarter(store=store, clock=clock, hold_secs=auto_start_hold_secs)
+            AutoStarter(
+                store=store, clock=clock, hold_secs=auto_start_hold_secs, check=auto_start_check
+            )
             if auto_start
             else None
         )
@@ -577,6 +581,7 @@ async def start_proxy(
         handshake_timeout_secs=config.header_timeout_secs,
         auto_start=config.auto_start_on_connect,
         auto_start_hold_secs=auto_start_hold_secs,
+        auto_start_check=restart_check(config),
     )
     await proxy._start(host=config.host, port=config.connect_port, tls=tls)
     return proxy

@@ -59,7 +59,11 @@ class AutoStarter:
         clock: Callable[[], datetime],
         hold_secs: float = HOLD_SECS,
         poll_secs: float = POLL_SECS,
+        check: Callable[[Engine], None] | None = None,
     ) -> None:
+        """`check(engine)` is the REST restart's check (the engine policy): it refuses
+        an auto-start as it refuses a restart."""
+        self._check = check
         self._store = store
         self._clock = clock
         self._hold_secs = hold_secs
@@ -115,6 +119,7 @@ class AutoStarter:
                 action=action,
                 actor=AUTO_START_ACTOR,
                 clock=self._clock,
+                check=self._check,
                 message="started by a Spark Connect call" + (f" from {caller}" if caller else ""),
             )
         except EngineNotFound:
@@ -125,9 +130,12 @@ class AutoStarter:
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from e
             return e.current
         except RucatError as e:
-            raise Refused(
-                grpc.StatusCode.UNAVAILABLE, f"could not start engine {engine.id}: {e.message}"
-            ) from e
+            # Retryable (the store is down): pyspark retries. Permanent (the engine
+            # policy refuses its confs now): say why, at once.
+            code = (
+                grpc.StatusCode.UNAVAILABLE if e.retryable else grpc.StatusCode.FAILED_PRECONDITION
+            )
+            raise Refused(code, f"could not start engine {engine.id}: {e.message}") from e
         assert started is not None
         self.auto_starts += 1
         log.info(
