@@ -11,13 +11,22 @@ see the same machine load:
 
 and prints the medians and their ratio (target: at most 1.10).
 
+With ``--platform standalone`` it first starts a Spark standalone cluster from
+the installed pyspark (tests/support/standalone.py: a master and one worker of
+1 core, 1 GiB, on 127.0.0.1), and both sides run the Connect server in client
+mode against that master: `rucat up` with the Standalone platform (Running
+also needs the master to list the application), beside a bare spark-submit
+with ``--master spark://...`` timed until it answers (target: at most 1.05).
+
     uv run python bench/time_to_running.py --runs 5
+    uv run python bench/time_to_running.py --platform standalone --runs 3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -41,6 +50,9 @@ from rucat.engines.spark import (
 )
 
 RUCAT = str(Path(sys.executable).parent / "rucat")
+#: The repository, for tests.support (the standalone cluster).
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"local": 1.10, "standalone": 1.05}
 
 
 def free_port() -> int:
@@ -49,7 +61,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def time_direct(workdir: Path) -> float:
+def time_direct(workdir: Path, master: str = "local[*]", poll: float = 0.05) -> float:
     """Seconds from spark-submit to the first answered Spark Connect call."""
     token = "bench-token"
     props = workdir / "engine.properties"
@@ -60,15 +72,25 @@ def time_direct(workdir: Path) -> float:
     props.chmod(0o600)
     argv = connect_server_argv(
         bundled_spark_home(),
-        master="local[*]",
-        confs={"spark.app.name": "bench-direct"},
+        master=master,
+        # What the Local and Standalone platforms set besides the endpoint.
+        confs={
+            "spark.app.name": "bench-direct",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        },
         properties_file=props,
     )
     log_path = workdir / "direct.log"
     start = time.monotonic()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+            start_new_session=True,
         )
     try:
         while True:
@@ -81,13 +103,15 @@ def time_direct(workdir: Path) -> float:
                     return time.monotonic() - start
                 except ConnectionError:
                     pass
-            time.sleep(0.05)
+            time.sleep(poll)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+        # The master frees the application's cores when the driver is gone.
+        time.sleep(2 if master.startswith("spark://") else 0)
 
 
-def time_rucat(client: httpx.Client) -> float:
+def time_rucat(client: httpx.Client, poll: float = 0.05) -> float:
     """Seconds from POST /engine to Running; stops the engine afterwards."""
     body = {"name": "bench", "engine_type": "Spark", "version": bundled_spark_version()}
     start = time.monotonic()
@@ -99,7 +123,7 @@ def time_rucat(client: httpx.Client) -> float:
             break
         if state.startswith("Error"):
             raise RuntimeError(f"engine failed: {client.get(f'/engine/{engine_id}').json()}")
-        time.sleep(0.05)
+        time.sleep(poll)
     client.post(f"/engine/{engine_id}/stop").raise_for_status()
     while client.get(f"/engine/{engine_id}").json()["state"] != "Terminated":
         time.sleep(0.2)
@@ -110,40 +134,79 @@ def time_rucat(client: httpx.Client) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--platform", choices=sorted(TARGETS), default="local")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="rucat-bench-") as tmp:
-        workdir = Path(tmp)
-        port = free_port()
-        up = subprocess.Popen(
-            [RUCAT, "up", "--port", str(port), "--data-dir", str(workdir / "data")],
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / "up.log").open("wb"),
-            env={**os.environ, "RUCAT_CONNECT_PORT": str(free_port())},
-            start_new_session=True,
-        )
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                for _ in range(300):
-                    try:
-                        client.get("/health")
-                        break
-                    except httpx.HTTPError:
-                        time.sleep(0.1)
-                time_direct(workdir)  # warm the page cache for both sides
-                direct, rucat = [], []
-                for i in range(args.runs):
-                    direct.append(time_direct(workdir))
-                    rucat.append(time_rucat(client))
-                    print(f"run {i + 1}: direct {direct[-1]:.2f} s, rucat {rucat[-1]:.2f} s")
-        finally:
-            up.send_signal(signal.SIGTERM)
-            up.wait(timeout=60)
+    cluster = None
+    if args.platform == "standalone":
+        sys.path.insert(0, str(REPO))
+        from tests.support.standalone import start_cluster
+
+        cluster = start_cluster()
+        print(f"standalone cluster: {cluster.master_url} (web UI {cluster.master_web_url})")
+    try:
+        with tempfile.TemporaryDirectory(prefix="rucat-bench-") as tmp:
+            workdir = Path(tmp)
+            up_argv = [RUCAT, "up", "--data-dir", str(workdir / "data")]
+            master = "local[*]"
+            if cluster is not None:
+                master = cluster.master_url
+                config = workdir / "config.json"
+                platform = {
+                    "Standalone": {
+                        "master_url": cluster.master_url,
+                        "master_web_url": cluster.master_web_url,
+                    }
+                }
+                config.write_text(json.dumps({"platform": platform}), encoding="utf-8")
+                up_argv += ["--config-path", str(config)]
+            direct, rucat = run_pair(workdir, up_argv, master, args.runs)
+    finally:
+        if cluster is not None:
+            cluster.stop()
 
     d, r = statistics.median(direct), statistics.median(rucat)
+    target = TARGETS[args.platform]
+    print(f"platform: {args.platform}")
     print(f"median direct spark-submit to first answer: {d:.2f} s")
     print(f"median rucat create to Running:             {r:.2f} s")
-    print(f"ratio rucat/direct: {r / d:.3f} (target <= 1.10)")
+    print(f"ratio rucat/direct: {r / d:.3f} (target <= {target:.2f})")
+
+
+def run_pair(
+    workdir: Path, up_argv: list[str], master: str, runs: int
+) -> tuple[list[float], list[float]]:
+    """Alternate direct and Rucat starts against one `rucat up`; their durations."""
+    port = free_port()
+    up = subprocess.Popen(
+        [*up_argv, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "up.log").open("wb"),
+        env={**os.environ, "RUCAT_CONNECT_PORT": str(free_port())},
+        start_new_session=True,
+    )
+    direct: list[float] = []
+    rucat: list[float] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(300):
+                try:
+                    client.get("/health")
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            # Both sides look every `poll` seconds: a standalone start takes a minute or
+            # more here, and polling at 20 Hz would take CPU from the JVMs it waits for.
+            poll = 0.05 if master == "local[*]" else 0.25
+            time_direct(workdir, master, poll)  # warm the page cache for both sides
+            for i in range(runs):
+                direct.append(time_direct(workdir, master, poll))
+                rucat.append(time_rucat(client, poll))
+                print(f"run {i + 1}: direct {direct[-1]:.2f} s, rucat {rucat[-1]:.2f} s")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+    return direct, rucat
 
 
 if __name__ == "__main__":

@@ -146,7 +146,13 @@ class StandalonePlatform:
         if isinstance(driver, Unknown):
             return driver
         self._watched.setdefault(engine.id, None)
-        view = await self._master_view(max_age=MASTER_VIEW_MAX_AGE)
+        # A starting driver is inspected several times a second: the master is read
+        # for it once per poll interval (soon enough to notice it gone), a ready one
+        # on a reading at most MASTER_VIEW_MAX_AGE old.
+        max_age = (
+            MASTER_VIEW_MAX_AGE if isinstance(driver, Ready) else self._config.poll_interval_secs
+        )
+        view = await self._master_view(max_age=max_age)
         seen = self._observe(engine.id, driver, view)
         if isinstance(driver, Ready) and isinstance(seen, Failed):
             # Decide on a fresh reading, not one from before the driver registered.
