@@ -254,3 +254,14 @@ async def test_openapi_documents_the_token_routes_and_bearer_beside_basic(
         "create_time",
         "expire_time",
     }
+
+
+async def test_a_static_bearer_token_that_looks_like_an_access_token_still_works(
+    start_api: StartApi,
+) -> None:
+    lookalike = "rucat_" + "s" * 40
+    static = AuthProviderConfig(StaticAuthProviderConfig=StaticAuthConfig(bearer_token=lookalike))
+    async with start_api(RucatConfig(auth_provider=static)) as api:
+        assert (await api.client.get("/engines", headers=_bearer(lookalike))).status_code == 200
+        wrong = await api.client.get("/engines", headers=_bearer(lookalike + "x"))
+        assert wrong.status_code == 401
