@@ -579,6 +579,22 @@ class RucatConfig(BaseSettings):
         return (env_settings, init_settings)
 
 
+class _WithFlags(RucatConfig):
+    """The config validated once more with the flags: it does not read the environment
+    (its values are already in), so a flag wins over an environment variable."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
@@ -593,7 +609,8 @@ def _describe(error: ValidationError) -> str:
 def load_config(path: str | Path | None = None, **overrides: Any) -> RucatConfig:
     """Load a config file (JSON), apply the environment, then `overrides` (CLI flags).
 
-    Raises ConfigError with one message naming every bad key.
+    Overrides are raw flag values (None: not given), validated like the file's
+    keys. Raises ConfigError with one message naming every bad key.
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -616,7 +633,14 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RucatConfig
         raise ConfigError(f"invalid config{where}: {_describe(e)}") from e
     # Command-line flags win over the environment, which wins over the file.
     chosen = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(chosen) - set(RucatConfig.model_fields)
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
-    return config.model_copy(update=chosen) if chosen else config
+    if not chosen:
+        return config
+    # The flags go through the same models as the file (field constraints, model
+    # validators, the same messages): what was set so far (file and environment),
+    # plus the flags, is validated again without reading the environment twice.
+    try:
+        checked = _WithFlags(**{**config.model_dump(exclude_unset=True), **chosen})
+    except ValidationError as e:
+        raise ConfigError(f"invalid command-line flag(s): {_describe(e)}") from e
+    # Already validated: rebuild it as a plain RucatConfig, keeping which keys were set.
+    return RucatConfig.model_construct(_fields_set=checked.model_fields_set, **dict(checked))

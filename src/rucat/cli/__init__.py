@@ -10,7 +10,7 @@ package's `app`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -36,25 +36,22 @@ ConfigPathOption = Annotated[
     Path | None,
     typer.Option("--config-path", help="JSON config file (the seed's format).", dir_okay=False),
 ]
+# Flags are passed on as given: config.py validates them with the same models
+# and messages as the file's keys (a bad --port reads like a bad "port").
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
 PortOption = Annotated[
-    int | None, typer.Option("--port", help="Port to listen on (0: any free).", min=0, max=65535)
+    str | None,
+    typer.Option("--port", help="Port to listen on (0: any free).", metavar="PORT"),
 ]
 LogFormatOption = Annotated[
-    str | None,
-    typer.Option("--log-format", help="Log line format: text or json.", case_sensitive=False),
+    str | None, typer.Option("--log-format", help="Log line format: text or json.")
 ]
-
-
-def _log_format(value: str | None) -> Literal["text", "json"] | None:
-    if value is None:
-        return None
-    lowered = value.lower()
-    if lowered == "text":
-        return "text"
-    if lowered == "json":
-        return "json"
-    raise typer.BadParameter("must be 'text' or 'json'", param_hint="--log-format")
+DataDirOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir", help="Folder for the SQLite file, engine logs and work dirs.", metavar="DIR"
+    ),
+]
 
 
 @app.callback()
@@ -73,7 +70,7 @@ def server(
     from rucat.cli.processes import run_server
     from rucat.server.logs import configure_logging
 
-    config = load_or_exit(config_path, host=host, port=port, log_format=_log_format(log_format))
+    config = load_or_exit(config_path, host=host, port=port, log_format=log_format)
     configure_logging(config.log_format)
     run_service(run_server(config))
 
@@ -90,7 +87,7 @@ def monitor(
 
     if config_path is None and SEED_MONITOR_CONFIG_PATH.exists():
         config_path = SEED_MONITOR_CONFIG_PATH
-    config = load_or_exit(config_path, log_format=_log_format(log_format))
+    config = load_or_exit(config_path, log_format=log_format)
     configure_logging(config.log_format)
     run_service(run_monitor(config))
 
@@ -100,14 +97,7 @@ def up(
     config_path: ConfigPathOption = None,
     host: HostOption = None,
     port: PortOption = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Folder for the SQLite file, engine logs and work dirs.",
-            file_okay=False,
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
     log_format: LogFormatOption = None,
     keep_engines: Annotated[
         bool,
@@ -131,8 +121,8 @@ def up(
         config_path,
         host=host,
         port=port,
-        log_format=_log_format(log_format),
-        data_dir=str(data_dir) if data_dir is not None else None,
+        log_format=log_format,
+        data_dir=data_dir,
     )
     if "database" not in config.model_fields_set:
         sqlite = SqliteConfig(path=str(Path(config.data_dir) / "rucat.db"))
