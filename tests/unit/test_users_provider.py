@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -93,6 +94,18 @@ async def test_a_remembered_password_does_not_open_the_door_to_another_one() -> 
         await _login(provider, "alice", "alice-pw2")
     with pytest.raises(Unauthenticated):
         await _login(provider, "alic", "ealice-pw")
+
+
+async def test_concurrent_requests_with_the_same_credentials_share_one_check() -> None:
+    provider = _provider()
+    found = await asyncio.gather(*(_login(provider, "alice", "alice-pw") for _ in range(16)))
+    assert {p.name for p in found} == {"alice"}
+    assert provider.verifications == 1
+    refused = await asyncio.gather(
+        *(_login(provider, "alice", "nope") for _ in range(8)), return_exceptions=True
+    )
+    assert all(isinstance(r, Unauthenticated) for r in refused)
+    assert provider.verifications == 2
 
 
 async def test_failures_are_never_remembered() -> None:

@@ -11,7 +11,8 @@ Invariants:
 - An unknown user costs the same as a wrong password: the password is checked
   against a dummy hash made with the same parameters.
 - A refusal never says whether the user exists.
-- argon2 runs in a worker thread, never on the event loop, a few at a time.
+- argon2 runs in a worker thread, never on the event loop, a few at a time,
+  and once for any number of concurrent requests with the same credentials.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class UsersProvider:
         self._size = config.cache_size
         self._clock = clock
         self._verifying = asyncio.Semaphore(MAX_PARALLEL_VERIFICATIONS)
+        #: Checks running now, by credential key; later askers await the same one.
+        self._checking: dict[bytes, asyncio.Future[Principal]] = {}
         #: argon2 checks run since start (the cache's misses).
         self.verifications = 0
         #: HMAC(user, password) -> (valid until, principal); oldest first.
@@ -84,6 +87,17 @@ class UsersProvider:
                 self._verified.move_to_end(key)
                 return hit[1]
             del self._verified[key]
+        # Concurrent requests with the same credentials share one check: a
+        # client opening 16 connections at once (or right after the memory
+        # expired) costs one argon2 run, not 16.
+        check = self._checking.get(key)
+        if check is None:
+            check = asyncio.ensure_future(self._check(key, user, password, now))
+            self._checking[key] = check
+            check.add_done_callback(lambda _: self._checking.pop(key, None))
+        return await asyncio.shield(check)
+
+    async def _check(self, key: bytes, user: bytes, password: bytes, now: float) -> Principal:
         known = self._users.get(user)
         stored_hash = known[0] if known is not None else self._dummy_hash
         self.verifications += 1
