@@ -26,6 +26,7 @@ from rucat.config import DatabaseConfig, RucatConfig, SqliteConfig
 from rucat.domain.engine import Engine
 from rucat.domain.state import EngineState
 from rucat.platforms import Platform
+from rucat.server.actions import TRIGGER_WAIT, TriggerWait
 from rucat.server.app import create_app
 from rucat.server.auth import Authenticator
 from rucat.store import EngineStore, open_store
@@ -75,6 +76,7 @@ async def running_api(
     extra_routes: dict[str, Callable[..., Any]] | None = None,
     allow_internal_errors: bool = False,
     authenticator: Authenticator | None = None,
+    trigger_wait: TriggerWait = TRIGGER_WAIT,
 ) -> AsyncIterator[Api]:
     clock = clock or FakeClock()
     notified: list[str] = []
@@ -85,6 +87,7 @@ async def running_api(
         clock=clock,
         notify=notified.append,
         authenticator=authenticator,
+        trigger_wait=trigger_wait,
     )
     for route, handler in (extra_routes or {}).items():
         app.add_api_route(route, handler)

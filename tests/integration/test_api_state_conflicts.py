@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from rucat.domain.errors import EngineNotFound
 from rucat.domain.state import REMOVED, TRIGGER_STATES, USER_TRANSITIONS, EngineState, UserAction
-from rucat.server import actions
-from tests.integration.conftest import Api, force_state
+from rucat.server.actions import TRIGGER_WAIT, TriggerWait
+from tests.integration.conftest import Api, StartApi, force_state
 
 S = EngineState
 A = UserAction
@@ -36,10 +37,34 @@ async def _engine_in(api: Api, state: EngineState) -> str:
     return engine_id
 
 
+class SteppedClock:
+    """A monotonic clock that only moves when the action sleeps: its trigger-state
+    wait runs to the end at once, and the sleeps it took are counted."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, secs: float) -> None:
+        self.now += secs
+        self.sleeps += 1
+        await asyncio.sleep(0)
+
+
 @pytest.fixture
-def short_trigger_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Trigger-state waits are seconds long in production; keep the suite quick."""
-    monkeypatch.setattr(actions, "TRIGGER_WAIT_SECS", 0.5)
+def stepped() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+async def api_waiting_on(start_api: StartApi, stepped: SteppedClock) -> AsyncIterator[Api]:
+    """The API with the production trigger wait, on a clock that moves when it sleeps."""
+    wait = TriggerWait(monotonic=stepped, sleep=stepped.sleep)
+    async with start_api(trigger_wait=wait) as running:
+        yield running
 
 
 ALLOWED = [pair for pair in ALL_PAIRS if pair in USER_TRANSITIONS]
@@ -91,14 +116,21 @@ async def test_refused_action_is_409_naming_the_current_state_and_changes_nothin
 
 @pytest.mark.parametrize(("state", "action"), WAITED, ids=[_id(p) for p in WAITED])
 async def test_action_on_a_trigger_state_the_monitor_never_leaves_is_409_after_a_wait(
-    api: Api, state: EngineState, action: UserAction, short_trigger_wait: None
+    api_waiting_on: Api, stepped: SteppedClock, state: EngineState, action: UserAction
 ) -> None:
+    api = api_waiting_on
     engine_id = await _engine_in(api, state)
     before = await api.engine(engine_id)
     method, path = _call(action, engine_id)
     response = await api.client.request(method, path)
     assert response.status_code == 409, response.text
-    assert state.value in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert state.value in detail
+    assert f"within {TRIGGER_WAIT.secs:g}s" in detail
+    # It waited the whole production wait, re-reading the engine every poll.
+    assert stepped.now >= TRIGGER_WAIT.secs
+    polls = TRIGGER_WAIT.secs / TRIGGER_WAIT.poll_secs
+    assert polls - 1 <= stepped.sleeps <= polls + 1, stepped.sleeps
     assert await api.engine(engine_id) == before
 
 

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from rucat.config import RucatConfig
@@ -36,9 +36,22 @@ log = logging.getLogger("rucat.server")
 
 #: Lost compare-and-sets tolerated before giving up with 409.
 MAX_CAS_ATTEMPTS = 20
-#: How long a user action waits for a monitor to leave a trigger state.
-TRIGGER_WAIT_SECS = 5.0
-TRIGGER_POLL_SECS = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class TriggerWait:
+    """How a user action waits for a monitor to leave a trigger state: at most `secs`
+    by `monotonic`, re-reading the engine every `poll_secs` (`sleep` waits between).
+    Tests inject a clock whose `sleep` moves it, so a wait costs no real time."""
+
+    secs: float = 5.0
+    poll_secs: float = 0.1
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+#: The production wait: a few seconds, on the real clock.
+TRIGGER_WAIT = TriggerWait()
 
 
 def restart_check(config: RucatConfig) -> Callable[[Engine], None]:
@@ -82,12 +95,14 @@ async def apply_user_action(
     clock: Callable[[], datetime],
     check: Callable[[Engine], None] | None = None,
     message: str | None = None,
+    trigger_wait: TriggerWait = TRIGGER_WAIT,
 ) -> Engine | None:
     """Apply `action`; returns the engine as written (None when removed).
 
     `check(engine)` runs on the stored engine before anything is written and
     may refuse by raising (it must only read what never changes, e.g. confs).
     `message` says why, on the engine and its event (auto-start says who called).
+    `trigger_wait` bounds the wait for a monitor to leave a trigger state.
 
     Raises EngineNotFound, StateConflict (409, naming the current state) or
     StoreUnavailable.
@@ -102,15 +117,15 @@ async def apply_user_action(
         if isinstance(decision, Refuse):
             raise StateConflict(decision.reason, current=engine)
         if isinstance(decision, WaitForMonitor):
-            now_mono = time.monotonic()
-            deadline = deadline if deadline is not None else now_mono + TRIGGER_WAIT_SECS
+            now_mono = trigger_wait.monotonic()
+            deadline = deadline if deadline is not None else now_mono + trigger_wait.secs
             if now_mono >= deadline:
                 raise StateConflict(
                     f"cannot {action.value} engine in state {engine.state.value}: the monitor "
-                    f"did not leave it within {TRIGGER_WAIT_SECS:g}s; retry later",
+                    f"did not leave it within {trigger_wait.secs:g}s; retry later",
                     current=engine,
                 )
-            await asyncio.sleep(TRIGGER_POLL_SECS)
+            await trigger_wait.sleep(trigger_wait.poll_secs)
             engine = await store.get(engine_id=engine_id)
             continue
         assert isinstance(decision, Move)

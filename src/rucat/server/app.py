@@ -38,7 +38,7 @@ from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import available_versions, validate_request
 from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
-from rucat.server.actions import apply_user_action, restart_check
+from rucat.server.actions import TRIGGER_WAIT, TriggerWait, apply_user_action, restart_check
 from rucat.server.auth import Authenticator, principal_of
 from rucat.server.errors import install_error_handlers
 from rucat.server.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -92,12 +92,14 @@ def create_app(
     authenticator: Authenticator | None = None,
     auto_starts: Callable[[], int] | None = None,
     auto_stops: Callable[[], int] | None = None,
+    trigger_wait: TriggerWait = TRIGGER_WAIT,
 ) -> FastAPI:
     """The REST API over `store`. `notify(engine_id)` runs after every successful write.
 
     `authenticator` checks callers (share the proxy's); default: one built from
     config.auth_provider. `auto_starts` and `auto_stops` read the counters of
     this process's proxy and monitor, for /metrics (None: not in this process).
+    `trigger_wait`: how STOP and RESTART wait for a monitor to leave a trigger state.
     """
     app = FastAPI(
         title="Rucat",
@@ -163,6 +165,7 @@ def create_app(
             actor=actor_of(request),
             clock=clock,
             check=check,
+            trigger_wait=trigger_wait,
         )
         wrote(engine_id)
         return result
