@@ -485,6 +485,12 @@ class RucatConfig(BaseSettings):
         le=65535,
         description="Port of the Spark Connect proxy (0: any free; null: no proxy).",
     )
+    console_session_minutes: int = Field(
+        480,
+        ge=1,
+        le=60 * 24 * 30,
+        description="How long a web console login lasts (minutes; the session then ends).",
+    )
     connect_tls_cert: str | None = Field(
         None, description="PEM certificate for the proxy; with connect_tls_key, serves TLS."
     )

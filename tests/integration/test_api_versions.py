@@ -45,16 +45,10 @@ async def test_the_sdk_returns_versions_by_engine_type(api: Api) -> None:
         assert await rucat.versions() == {"Spark": [bundled_spark_version()]}
 
 
-async def test_the_cli_prints_versions_and_the_spark_ui_url(api: Api) -> None:
+async def test_the_cli_prints_versions(api: Api) -> None:
     runner = CliRunner()
     result = await asyncio.to_thread(
         runner.invoke, cli_app, ["engine", "versions", "--url", api.url]
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Spark\t{bundled_spark_version()}\n"
-    engine_id = await api.create()
-    result = await asyncio.to_thread(
-        runner.invoke, cli_app, ["engine", "ui", engine_id, "--url", api.url]
-    )
-    assert result.exit_code == 0, result.output
-    assert result.stdout == f"{api.url}/engine/{engine_id}/sparkui/\n"

@@ -469,25 +469,6 @@ def versions(
         sys.stdout.write(f"{engine_type}\t{' '.join(numbers)}\n")
 
 
-@engine_app.command()
-def ui(
-    engine_id: EngineIdArg,
-    url: Url = DEFAULT_URL,
-    username: Username = None,
-    password: Password = None,
-    token: Token = None,
-) -> None:
-    """Print the URL of the engine's Spark UI through Rucat (open it in a browser)."""
-    with _client(url, username, password, token) as rucat:
-        info = rucat.get(engine_id)
-        link = rucat.spark_ui_url(engine_id)
-    if info.state is not EngineState.Running:
-        _stderr().print(
-            f"note: engine {engine_id} is {info.state.value}, not Running", markup=False
-        )
-    sys.stdout.write(link + "\n")
-
-
 @engine_app.command("connect-url")
 def connect_url(
     engine_id: EngineIdArg,

@@ -193,10 +193,6 @@ class AsyncRucatClient:
 
     # --- beyond single calls ----------------------------------------------
 
-    def spark_ui_url(self, engine_id: EngineId) -> str:
-        """The engine's Spark UI through Rucat (a browser asks for the console login)."""
-        return _core.spark_ui_url(self.base_url, engine_id)
-
     async def wait_until(
         self,
         engine_id: EngineId,

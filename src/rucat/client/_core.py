@@ -93,12 +93,6 @@ def engine_path(engine_id: EngineId, suffix: str = "") -> str:
     return f"/engine/{quote(engine_id, safe='')}{suffix}"
 
 
-def spark_ui_url(base_url: str, engine_id: EngineId) -> str:
-    """`<base_url>/engine/<id>/sparkui/`, without any credentials of the base URL."""
-    base = httpx.URL(base_url).copy_with(username=None, password=None)
-    return str(base).rstrip("/") + engine_path(engine_id, "/sparkui/")
-
-
 def create_call(
     name: str,
     version: str,

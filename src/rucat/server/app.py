@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 
 from rucat.config import RucatConfig
 from rucat.domain.activity import idle_since, resolve_auto_stop
@@ -40,6 +41,8 @@ from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
 from rucat.server.actions import TRIGGER_WAIT, TriggerWait, apply_user_action, restart_check
 from rucat.server.auth import Authenticator, principal_of
+from rucat.server.console import Sessions, console_router, install_console_redirects
+from rucat.server.console.routes import HERE as CONSOLE_DIR
 from rucat.server.errors import install_error_handlers
 from rucat.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from rucat.server.middleware import RequestMiddleware
@@ -112,6 +115,7 @@ def create_app(
     policy = engine_policy(config.platform.variant, config.engine_policy)
     busy_grace = 2 * config.auto_stop.busy_refresh_secs
     metrics = Metrics(busy_grace=busy_grace, auto_starts=auto_starts, auto_stops=auto_stops)
+    sessions = Sessions(ttl=timedelta(minutes=config.console_session_minutes), clock=clock)
     app.state.www_authenticate = authenticator.challenge
     install_error_handlers(app)
     app.add_middleware(
@@ -126,6 +130,7 @@ def create_app(
             else default_allowed_hosts(config.host)
         ),
         allowed_origins=config.allowed_origins,
+        sessions=sessions,
     )
 
     _document_security(app, authenticator)
@@ -325,6 +330,21 @@ def create_app(
                 )
             ],
         )
+
+    app.mount("/ui/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
+    app.include_router(
+        console_router(
+            config,
+            store=store,
+            platform=platform,
+            authenticator=authenticator,
+            sessions=sessions,
+            policy=policy,
+            clock=clock,
+            wrote=wrote,
+        )
+    )
+    install_console_redirects(app)
 
     @app.get("/health", response_model=Status, tags=["operations"])
     async def health() -> Status:

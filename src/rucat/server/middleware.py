@@ -6,8 +6,9 @@ request. In order, for each request:
 0. Refuse a Host that is not allowed (400; DNS rebinding) on every path but
    the open ones, and a foreign Origin on state-changing methods (403;
    drive-by requests from a web page). Decisions in domain/request_origin.py.
-1. Authenticate (every path but the open ones) to a Principal, kept in
-   ``request.state.principal``; 401 with WWW-Authenticate, 503 when the
+1. Authenticate (every path but the open ones and the console, whose session
+   cookie is resolved here; its pages send a visitor without one to login) to
+   a Principal, kept in ``request.state.principal``; 401 with WWW-Authenticate, 503 when the
    provider cannot decide now.
 2. Read the body into memory up to `max_body_bytes`, whatever the framing
    (Content-Length or chunked); one byte more answers 413 without reading on.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from http.cookies import CookieError, SimpleCookie
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +41,7 @@ from rucat.domain.request_origin import (
     origin_allowed,
 )
 from rucat.server.auth import Authenticator
+from rucat.server.console.sessions import COOKIE, Sessions
 from rucat.server.errors import error_response, status_for
 from rucat.server.metrics import Metrics
 
@@ -72,8 +75,12 @@ class RequestMiddleware:
         routes: Callable[[], list[object]],
         allowed_hosts: Sequence[str],
         allowed_origins: Sequence[str],
+        sessions: Sessions | None = None,
     ) -> None:
+        """`sessions`: the console's; a valid session cookie authenticates console
+        pages (/ui/...) only, never REST routes."""
         self.app = app
+        self.sessions = sessions
         self.allowed_hosts = tuple(allowed_hosts)
         self.allowed_origins = tuple(allowed_origins)
         self.authenticator = authenticator
@@ -161,7 +168,21 @@ class RequestMiddleware:
             await error_response(*refusal)(scope, receive, send)
             return
         principal = ANONYMOUS_ADMIN
-        if scope["path"] not in OPEN_PATHS:
+        state = scope.setdefault("state", {})
+        path = scope["path"]
+        session = None
+        if self.sessions is not None and is_console_path(path):
+            session = self.sessions.find(_cookie(scope, COOKIE))
+            state["session"] = session
+        if is_console_path(path):
+            # The console answers without a session itself (its login page); its
+            # pages find the principal here, or none when auth is on.
+            console_principal = session.principal if session is not None else None
+            if not self.authenticator.enabled:
+                console_principal = ANONYMOUS_ADMIN
+            state["principal"] = console_principal
+            state["actor"] = console_principal.name if console_principal else None
+        elif scope["path"] not in OPEN_PATHS:
             try:
                 principal = await self.authenticator.authenticate(_header(scope, b"authorization"))
             except Unauthenticated as e:
@@ -174,9 +195,9 @@ class RequestMiddleware:
                 log.warning("cannot authenticate %s %s: %s", scope["method"], scope["path"], e)
                 await error_response(status_for(e), e.message)(scope, receive, send)
                 return
-        state = scope.setdefault("state", {})
-        state["principal"] = principal
-        state["actor"] = principal.name
+        if not is_console_path(path):
+            state["principal"] = principal
+            state["actor"] = principal.name
 
         try:
             body, disconnected = await self._read_body(scope, receive)
@@ -198,7 +219,8 @@ class RequestMiddleware:
                 return {"type": "http.disconnect"}
             return await receive()
 
-        _as_json(scope)
+        if not is_console_path(path):  # the console's forms are read as forms
+            _as_json(scope)
         await self.app(scope, replay, send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
@@ -270,6 +292,22 @@ def _as_json(scope: Scope) -> None:
             (k, b"application/json" if k == b"content-type" and v == _CURL_DEFAULT_TYPE else v)
             for k, v in headers
         ]
+
+
+def is_console_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return None
+    try:
+        jar = SimpleCookie(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
