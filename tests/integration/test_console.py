@@ -190,6 +190,7 @@ async def test_create_form_errors_are_shown_next_to_their_field(api: Api) -> Non
             "name-error": {"name": " ", "version": "4.0.1", "configs": ""},
             "version-error": {"name": "a", "version": "9.9.9", "configs": ""},
             "configs-error": {"name": "a", "version": "4.0.1", "configs": "no-equals-sign"},
+            "auto_stop-error": {"name": "a", "version": "4.0.1", "configs": "", "auto_stop": "-1"},
         }
         for field, data in cases.items():
             response = await browser.post(
@@ -198,6 +199,23 @@ async def test_create_form_errors_are_shown_next_to_their_field(api: Api) -> Non
             assert response.status_code == 400
             assert f'id="{field}"' in response.text, field
     assert await api.store.list() == []
+
+
+async def test_the_create_form_takes_auto_stop_minutes(api: Api) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as browser:
+        form = await browser.get("/ui/new")
+        response = await browser.post(
+            "/ui/new",
+            data={
+                "name": "a",
+                "version": "4.0.1",
+                "auto_stop": "7.5",
+                "csrf_token": csrf_of(form.text),
+            },
+        )
+        assert response.status_code == 303, response.text
+    (engine,) = await api.store.list()
+    assert engine.auto_stop_minutes == 7.5
 
 
 async def test_the_console_is_open_without_login_in_open_mode(api: Api) -> None:

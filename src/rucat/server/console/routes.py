@@ -27,6 +27,7 @@ from starlette.templating import Jinja2Templates
 
 from rucat.config import RucatConfig
 from rucat.domain.access import Allow, EngineAction, Hide, decide_access, visibility
+from rucat.domain.activity import idle_since, resolve_auto_stop
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, is_engine_id, new_engine
 from rucat.domain.errors import (
     EngineNotFound,
@@ -172,9 +173,8 @@ def console_router(
     def row(engine: Engine) -> dict[str, Any]:
         now = clock()
         info = EngineInfo.of(engine)
-        idle = None
-        if engine.state is EngineState.Running and engine.last_activity_time is not None:
-            idle = _span((now - engine.last_activity_time).total_seconds())
+        quiet = idle_since(engine, now=now, busy_grace=2 * config.auto_stop.busy_refresh_secs)
+        idle = _span((now - quiet).total_seconds()) if quiet is not None else None
         return {
             "info": info,
             "owner": engine.owner or "—",
@@ -349,6 +349,7 @@ def console_router(
     ) -> HTMLResponse:
         versions = available_versions(config.platform)
         context.setdefault("values", {"version": versions[-1] if versions else ""})
+        context.setdefault("auto_stop_default", config.auto_stop.default_minutes)
         context.setdefault("errors", {})
         return render(request, "create.html", viewer, status, versions=versions, **context)
 
@@ -360,7 +361,7 @@ def console_router(
     async def create_engine(request: Request) -> Response:
         viewer = viewer_of(request)
         fields = await form_of(request, viewer)
-        values = {k: fields.get(k, "") for k in ("name", "version", "configs")}
+        values = {k: fields.get(k, "") for k in ("name", "version", "configs", "auto_stop")}
         try:
             configs = _parse_configs(values["configs"])
             wanted = CreateEngineRequest(
@@ -370,8 +371,17 @@ def console_router(
                 configs=configs,
             )
             wanted = validate_request(wanted, config.platform, policy=policy)
+            auto_stop = resolve_auto_stop(
+                _minutes(values["auto_stop"]),
+                default=config.auto_stop.default_minutes,
+                maximum=config.auto_stop.max_minutes,
+            )
             engine = new_engine(
-                wanted, platform=config.platform.variant, now=clock(), owner=viewer.principal.name
+                wanted,
+                platform=config.platform.variant,
+                now=clock(),
+                owner=viewer.principal.name,
+                auto_stop_minutes=auto_stop,
             )
             stored = await store.add(engine=engine, actor=viewer.principal.name)
         except RucatError as e:
@@ -449,8 +459,19 @@ def _parse_configs(text: str) -> dict[str, str]:
     return configs
 
 
+def _minutes(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError as e:
+        raise InvalidRequest(f"auto_stop_minutes must be a number of minutes, got {text!r}") from e
+
+
 def _field_of(message: str) -> str:
     """Which form field an API error is about (shown next to it)."""
+    if message.startswith("auto_stop_minutes"):
+        return "auto_stop"
     if message.startswith("name"):
         return "name"
     if "version" in message or message.startswith("Spark "):
