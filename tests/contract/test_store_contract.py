@@ -185,6 +185,28 @@ async def test_list_filters_by_states(store: EngineStore) -> None:
     assert none == []
 
 
+async def test_count_by_state_of_an_empty_store_is_empty(store: EngineStore) -> None:
+    assert await store.count_by_state() == {}
+
+
+async def test_count_by_state_counts_every_engine_once_in_its_current_state(
+    store: EngineStore,
+) -> None:
+    for i, state in enumerate([S.WaitToStart, S.Running, S.Running, S.Terminated, S.Running]):
+        await added(store, at=T0 + timedelta(seconds=i), state=state)
+    moved = await added(store, at=T0 + timedelta(seconds=9), state=S.Running)
+    await store.transition(current=moved, new=replace(moved, state=S.ErrorClean), actor="test")
+    gone = await added(store, at=T0 + timedelta(seconds=10), state=S.Terminated)
+    await store.remove(current=gone)
+
+    assert await store.count_by_state() == {
+        S.WaitToStart: 1,
+        S.Running: 3,
+        S.Terminated: 1,
+        S.ErrorClean: 1,
+    }
+
+
 async def test_list_honours_limit(store: EngineStore) -> None:
     engines = [await added(store, at=T0 + timedelta(seconds=i)) for i in range(5)]
 

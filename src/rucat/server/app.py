@@ -362,12 +362,16 @@ def create_app(
         """Prometheus text: engines per state, busy and idle Running engines, auto-starts and
         auto-stops, requests and latencies per route."""
         try:
-            engines = await store.list()
+            # Counted in the store; only Running rows are read (for busy and idle).
+            counts = await store.count_by_state()
+            running = await store.list(states=[EngineState.Running])
         except StoreUnavailable as e:
             # Request metrics stay scrapeable while the store is down.
             log.warning("metrics without engine counts: %s", e.message)
             return Response(metrics.render(None, now=clock()), media_type=CONTENT_TYPE_LATEST)
-        return Response(metrics.render(engines, now=clock()), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            metrics.render((counts, running), now=clock()), media_type=CONTENT_TYPE_LATEST
+        )
 
     return app
 

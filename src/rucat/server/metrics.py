@@ -17,8 +17,7 @@ events would not be (deleting an engine deletes its events).
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -110,8 +109,14 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    def render(self, engines: Iterable[Engine] | None, *, now: datetime) -> bytes:
-        """The exposition text, with the engine gauges set from `engines` (all of them).
+    def render(
+        self,
+        engines: tuple[Mapping[EngineState, int], Iterable[Engine]] | None,
+        *,
+        now: datetime,
+    ) -> bytes:
+        """The exposition text, with the engine gauges set from `engines`: the store's
+        count per state, and the Running engines (for busy and idle).
 
         None means the store did not answer: the engine counts are dropped rather
         than left stale, and rucat_store_up says why.
@@ -121,8 +126,7 @@ class Metrics:
             self.running.clear()
             self.store_up.set(0)
         else:
-            listed = list(engines)
-            counts = Tally(e.state for e in listed)
+            counts, listed = engines
             for state in EngineState:
                 self.engines.labels(state.value).set(counts.get(state, 0))
             running = [e for e in listed if e.state is EngineState.Running]

@@ -57,6 +57,11 @@ class EngineStore(Protocol):
         """
         ...
 
+    async def count_by_state(self) -> dict[EngineState, int]:
+        """How many engines are in each state, counted in the store (no rows loaded);
+        states no engine is in are absent."""
+        ...
+
     async def transition(
         self, *, current: Engine, new: Engine, actor: str, active_limit: int | None = None
     ) -> Engine:

@@ -51,6 +51,7 @@ from sqlalchemy import (
     case,
     column,
     delete,
+    func,
     insert,
     inspect,
     literal,
@@ -320,6 +321,14 @@ class SqlEngineStore(SqlTokens):
             return with_grants(conn, list(conn.execute(query).mappings()))
 
         return await self._read("list engines", page)
+
+    async def count_by_state(self) -> dict[EngineState, int]:
+        query = select(engines.c.state, func.count()).group_by(engines.c.state)
+
+        def counts(conn: Connection) -> dict[EngineState, int]:
+            return {EngineState(state): int(n) for state, n in conn.execute(query)}
+
+        return await self._read("count engines by state", counts)
 
     async def transition(
         self, *, current: Engine, new: Engine, actor: str, active_limit: int | None = None

@@ -503,6 +503,12 @@ class SurrealEngineStore(SurrealTokens):
         (rows,) = await self._db.run(query + ";", variables)
         return [_engine(row) for row in _rows(rows)]
 
+    async def count_by_state(self) -> dict[EngineState, int]:
+        (rows,) = await self._db.run(
+            "SELECT state, count() AS n FROM rucat_engine GROUP BY state;", {}
+        )
+        return {EngineState(row["state"]): int(row["n"]) for row in _rows(rows)}
+
     async def _cursor(
         self, after: EngineId, *, owner: str | None, visible_to: VisibleTo | None
     ) -> datetime:
