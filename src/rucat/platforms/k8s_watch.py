@@ -46,11 +46,6 @@ _WATCH_WINDOW = 300.0
 _IGNORED_MAX = 10_000
 
 
-def label_selector(labels: Mapping[str, str]) -> dict[str, Any]:
-    """`labels` as lightkube's selector argument (key=value for each)."""
-    return dict(labels)
-
-
 def _version(pod: Mapping[str, Any]) -> int | None:
     raw = (pod.get("metadata") or {}).get("resourceVersion")
     # resourceVersions are opaque strings; every real server uses integers,
@@ -219,9 +214,7 @@ class PodCache:
     # --- the loop ---------------------------------------------------------------
 
     async def _relist(self) -> str:
-        listing = self._api.list(
-            Pod, namespace=self._namespace, labels=label_selector(DRIVER_SELECTOR)
-        )
+        listing = self._api.list(Pod, namespace=self._namespace, labels=dict(DRIVER_SELECTOR))
         pods = [p.to_dict() async for p in listing]
         version = listing.resourceVersion
         self._replace_all(pods, int(version) if version.isdigit() else None)
@@ -267,7 +260,7 @@ class PodCache:
                 watch = self._api.watch(
                     Pod,
                     namespace=self._namespace,
-                    labels=label_selector(DRIVER_SELECTOR),
+                    labels=dict(DRIVER_SELECTOR),
                     resource_version=version,
                     server_timeout=max(1, int(self.window) - 5),
                 )

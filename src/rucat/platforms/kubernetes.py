@@ -42,10 +42,9 @@ from rucat.domain.observation import Absent, Failed, Observation, Unknown
 from rucat.platforms import files
 from rucat.platforms import k8s_manifests as manifests
 from rucat.platforms.k8s_errors import as_api_error, status_code, status_message
-from rucat.platforms.k8s_rbac import driver_rbac_manifests
 from rucat.platforms.k8s_security import network_policy_name
 from rucat.platforms.k8s_status import observe_pod
-from rucat.platforms.k8s_watch import PodCache, label_selector
+from rucat.platforms.k8s_watch import PodCache
 
 log = logging.getLogger("rucat.platforms.kubernetes")
 
@@ -322,7 +321,7 @@ class KubernetesPlatform:
             executors: list[str] = [
                 p.metadata.name
                 async for p in self._api().list(
-                    Pod, namespace=ns, labels=label_selector(manifests.engine_selector(engine.id))
+                    Pod, namespace=ns, labels=dict(manifests.engine_selector(engine.id))
                 )
                 if p.metadata is not None and p.metadata.name not in (None, pod_name)
             ]
@@ -406,8 +405,3 @@ class KubernetesPlatform:
             "relists": cache.relists,
             "events": cache.events,
         }
-
-
-def rbac_manifests(config: KubernetesPlatformConfig) -> list[manifests.Manifest]:
-    """The ServiceAccount, Role and RoleBinding driver pods of `config` need."""
-    return driver_rbac_manifests(config.namespace, config.service_account)
