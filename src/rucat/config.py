@@ -452,6 +452,16 @@ class AutoStopConfig(_Strict):
         return self
 
 
+class QuotasConfig(_Strict):
+    max_active_engines_per_user: int | None = Field(
+        None,
+        ge=0,
+        description="Most engines one user may have in any state but Terminated and "
+        "ErrorClean; creates and restarts beyond it answer 429. Admins are exempt. "
+        "null: no limit.",
+    )
+
+
 # --- the whole tree ---------------------------------------------------------
 
 
@@ -501,6 +511,14 @@ class RucatConfig(BaseSettings):
         description="Largest gRPC message the Spark Connect proxy receives, from a client or "
         "from an engine (128 MiB, as Spark Connect's own server and pyspark); larger ones are "
         "refused with RESOURCE_EXHAUSTED.",
+    )
+    public_connect_host: str | None = Field(
+        None,
+        description="Host name users reach the Spark Connect proxy at, used in engine "
+        "info's connect_url; null: the host name each REST request came in on.",
+    )
+    quotas: QuotasConfig = Field(
+        default_factory=QuotasConfig, description="Limits per user (admins are exempt)."
     )
     data_dir: str = Field(".rucat", description="Folder for engine working dirs and logs.")
     check_interval_secs: float = Field(

@@ -220,6 +220,55 @@ def test_connect_url_routes_through_the_proxy_with_the_token(server: Server) -> 
     assert checked["connect_url"].startswith("sc://localhost:15002/")
 
 
+def test_permissions_are_shown_and_replaced_with_grant_options(server: Server) -> None:
+    engine_id = create(server, "shared")
+
+    replaced = as_json(
+        cli(
+            server,
+            "engine",
+            "permissions",
+            engine_id,
+            "--grant",
+            "user:bob=attach",
+            "-g",
+            "group:ops=manage",
+            "-o",
+            "json",
+        )
+    )
+
+    # The static provider's one identity (bearer only) is the admin named "admin".
+    assert replaced == {
+        "owner": "admin",
+        "grants": [{"user": "bob", "level": "attach"}, {"group": "ops", "level": "manage"}],
+    }
+    table = ok(cli(server, "engine", "permissions", engine_id))
+    assert "user:bob" in table and "group:ops" in table and "owner:admin" in table
+    assert as_json(cli(server, "engine", "permissions", engine_id, "--clear", "-o", "json")) == {
+        "owner": "admin",
+        "grants": [],
+    }
+    bad = cli(server, "engine", "permissions", engine_id, "--grant", "bob=attach")
+    assert bad.exit_code == 2
+    assert "user:NAME=LEVEL" in bad.stderr
+    refused = cli(server, "engine", "permissions", engine_id, "--grant", "user:bob=owner")
+    assert refused.exit_code == 1
+    assert "level" in refused.stderr
+
+
+def test_list_by_owner_shows_the_owner_column(server: Server) -> None:
+    engine_id = create(server, "owned")
+
+    table = ok(cli(server, "engine", "list", "--owner", "admin"))
+    assert "owner" in table.splitlines()[1]
+    assert engine_id in table
+    mine = as_json(cli(server, "engine", "list", "--owner", "admin", "-o", "json"))
+    assert engine_id in [item["id"] for item in mine]
+    assert {item["owner"] for item in mine} == {"admin"}
+    assert as_json(cli(server, "engine", "list", "--owner", "nobody", "-o", "json")) == []
+
+
 # --- failures -------------------------------------------------------------------
 
 

@@ -25,6 +25,8 @@ ADDED_FIELDS = {
     "last_activity_time",
     "auto_stop_minutes",
     "idle_since",
+    "owner",
+    "connect_url",
 }
 
 

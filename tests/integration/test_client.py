@@ -118,6 +118,8 @@ async def test_create_returns_an_id_and_get_returns_every_field(
         endpoint=None,
         last_activity_time=None,
         auto_stop_minutes=60.0,
+        owner="anonymous",
+        connect_url=f"sc://127.0.0.1:15002/;x-rucat-engine-id={engine_id}",
     )
     assert info.platform == "Local"
 
@@ -693,18 +695,42 @@ def test_connect_url_arguments_override_the_clients_defaults() -> None:
     assert channel.token == "other"
 
 
-def test_spark_session_fails_at_once_when_no_proxy_listens() -> None:
+async def test_spark_session_fails_at_once_when_no_proxy_listens(api: Api) -> None:
+    engine_id = await api.create()
     port = free_port()
-    with (
-        RucatClient("http://127.0.0.1:3000", connect_port=port) as rucat,
-        pytest.raises(ServerUnreachable, match=f"127.0.0.1:{port}") as raised,
-    ):
-        rucat.spark_session("a" * 20)
+
+    def session() -> None:
+        with RucatClient(api.url, connect_port=port) as rucat:
+            rucat.spark_session(engine_id)
+
+    with pytest.raises(ServerUnreachable, match=f"127.0.0.1:{port}") as raised:
+        await in_thread(session)
     assert "RUCAT_CONNECT_PORT" in raised.value.detail
 
 
-def test_connect_takes_the_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_spark_session_connects_to_the_servers_connect_url(
+    start_api: StartApi,
+) -> None:
     port = free_port()
+    config = RucatConfig(connect_port=port, public_connect_host="127.0.0.1")
+    async with start_api(config) as api:
+        engine_id = await api.create()
+
+        def session() -> None:
+            with RucatClient(api.url) as rucat:
+                rucat.spark_session(engine_id)
+
+        # Nothing listens on the server's proxy port: the client tried exactly that one.
+        with pytest.raises(ServerUnreachable, match=f"127.0.0.1:{port}"):
+            await in_thread(session)
+
+
+async def test_connect_takes_the_proxy_from_the_environment(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine_id = await api.create()
+    port = free_port()
+    monkeypatch.setenv("RUCAT_URL", api.url)
     monkeypatch.setenv("RUCAT_CONNECT_PORT", str(port))
     with pytest.raises(ServerUnreachable, match=f":{port}"):
-        connect("a" * 20)
+        await in_thread(lambda: connect(engine_id))

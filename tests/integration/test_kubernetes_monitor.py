@@ -15,6 +15,7 @@ import pytest
 
 from rucat.config import DatabaseConfig, KubernetesPlatformConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
+from rucat.domain.principal import ANONYMOUS_ADMIN
 from rucat.domain.reconcile import Timing
 from rucat.domain.redaction import REDACTED
 from rucat.domain.state import EngineState, UserAction
@@ -88,7 +89,7 @@ class Rig:
             self.store,
             engine_id=engine.id,
             action=action,
-            actor="user",
+            principal=ANONYMOUS_ADMIN,
             clock=lambda: datetime.now(UTC),
         )
         for monitor, _, _ in self.monitors:

@@ -156,6 +156,48 @@ async def test_reopening_a_database_keeps_its_engines_and_history(
         await reopened.close()
 
 
+async def test_engines_stored_before_owners_upgrade_to_engines_without_owner_or_grants(
+    fresh_config: tuple[DatabaseConfig, str],
+) -> None:
+    """A database at revision 0001 (before owners) with an engine in it, then opened."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from rucat.store.sql_dialects import MIGRATIONS_DIR
+
+    config, url = fresh_config
+    engine = create_async_engine(url)
+
+    def to_0001_with_one_engine(conn: Connection) -> None:
+        alembic = AlembicConfig()
+        alembic.set_main_option("script_location", str(MIGRATIONS_DIR))
+        alembic.attributes["connection"] = conn
+        command.upgrade(alembic, "0001")
+        conn.execute(
+            text(
+                "INSERT INTO rucat_engines (id, name, engine_type, version, configs, state,"
+                " platform, create_time, update_time, next_update_time, revision) VALUES"
+                " ('aold0000000000000000', 'old', 'Spark', '4.0.1', '{}', 'Terminated',"
+                " 'Local', :t, :t, :t, 3)"
+            ),
+            {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)},
+        )
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to_0001_with_one_engine)
+    finally:
+        await engine.dispose()
+
+    store = await open_store(config)
+    try:
+        old = await store.get(engine_id="aold0000000000000000")
+        assert (old.owner, old.grants, old.revision) == (None, (), 3)
+        assert await store.list(owner="alice") == []
+    finally:
+        await store.close()
+
+
 async def test_naive_datetimes_are_refused_as_invalid_requests(
     fresh_config: tuple[DatabaseConfig, str],
 ) -> None:

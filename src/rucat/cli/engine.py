@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rucat.client import DEFAULT_CONNECT_PORT, DEFAULT_URL, RucatClient
+from rucat.client import DEFAULT_CONNECT_PORT, DEFAULT_URL, RucatClient, parse_grant
 from rucat.client.errors import EngineFailed, RucatClientError, WaitTimeout
 from rucat.client.models import EngineEventInfo, EngineInfo
 from rucat.domain.state import EngineState
@@ -87,9 +87,12 @@ ProxyHost = Annotated[
     ),
 ]
 ProxyPort = Annotated[
-    int,
+    int | None,
     typer.Option(
-        "--proxy-port", envvar="RUCAT_CONNECT_PORT", help="Port of the Spark Connect proxy."
+        "--proxy-port",
+        envvar="RUCAT_CONNECT_PORT",
+        help="Port of the Spark Connect proxy (default: the server's connect_url, else "
+        f"{DEFAULT_CONNECT_PORT}).",
     ),
 ]
 UseSsl = Annotated[
@@ -119,7 +122,7 @@ def _client(
     token: str | None,
     *,
     connect_host: str | None = None,
-    connect_port: int = DEFAULT_CONNECT_PORT,
+    connect_port: int | None = None,
 ) -> Iterator[RucatClient]:
     """A client for one command; every SDK error becomes a clean exit with its detail."""
     try:
@@ -238,7 +241,7 @@ def create(
         float, typer.Option("--timeout", help="Seconds --wait waits.", min=0)
     ] = 600.0,
     proxy_host: ProxyHost = None,
-    proxy_port: ProxyPort = DEFAULT_CONNECT_PORT,
+    proxy_port: ProxyPort = None,
     use_ssl: UseSsl = False,
     url: Url = DEFAULT_URL,
     username: Username = None,
@@ -276,7 +279,7 @@ def create(
             done()
             raise
         done()
-        connect = rucat.connect_url(engine_id, use_ssl=use_ssl)
+        connect = rucat.connect_url(engine_id, use_ssl=use_ssl, info=info)
         if output is Output.json:
             _print_json({**info.to_json(), "connect_url": connect})
         else:
@@ -308,33 +311,83 @@ def list_(
     after: Annotated[
         str | None, typer.Option("--after", help="Start after this engine id (paging).")
     ] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Only engines this user owns.")
+    ] = None,
     url: Url = DEFAULT_URL,
     username: Username = None,
     password: Password = None,
     token: Token = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """List engines, oldest first."""
+    """List the engines you may see (admins: all), oldest first."""
     with _client(url, username, password, token) as rucat:
-        engines = rucat.list_info(state or None, limit=limit, after=after)
+        engines = rucat.list_info(state or None, limit=limit, after=after, owner=owner)
     if output is Output.json:
         _print_json([info.to_json() for info in engines])
         return
     table = Table()
-    for column in ("id", "name", "state", "version", "create_time", "idle"):
-        table.add_column(column, no_wrap=column != "name", overflow="fold")
+    for column in ("id", "name", "owner", "state", "version", "create_time", "idle"):
+        table.add_column(column, no_wrap=column not in ("name", "owner"), overflow="fold")
     now = datetime.now(UTC)
     for info in engines:
         table.add_row(
             *_cells(
                 info.id,
                 info.name,
+                info.owner or "",
                 info.state.value,
                 info.version,
                 _when(info.create_time),
                 _idle(info, now),
             )
         )
+    _stdout().print(table)
+
+
+@engine_app.command()
+def permissions(
+    engine_id: EngineIdArg,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant",
+            "-g",
+            help="user:NAME=LEVEL or group:NAME=LEVEL (LEVEL: attach or manage); repeatable. "
+            "Replaces every grant of the engine.",
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove every grant (the owner keeps manage).")
+    ] = False,
+    url: Url = DEFAULT_URL,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show the engine's owner and grants; with --grant or --clear, replace the grants."""
+    if grant and clear:
+        raise typer.BadParameter("give --grant or --clear, not both", param_hint="--clear")
+    try:
+        wanted = [parse_grant(g) for g in grant or []] if grant or clear else None
+    except RucatClientError as e:
+        raise typer.BadParameter(e.detail, param_hint="--grant") from e
+    with _client(url, username, password, token) as rucat:
+        if wanted is None:
+            shown = rucat.permissions(engine_id)
+        else:
+            shown = rucat.set_permissions(engine_id, wanted)
+    if output is Output.json:
+        _print_json(shown.to_json())
+        return
+    table = Table()
+    for column in ("grantee", "level"):
+        table.add_column(column, overflow="fold")
+    table.add_row(*_cells(f"owner:{shown.owner}" if shown.owner else "owner: (none)", "manage"))
+    for entry in shown.grants:
+        kind = "user" if "user" in entry else "group"
+        table.add_row(*_cells(f"{kind}:{entry.get(kind, '')}", entry.get("level", "")))
     _stdout().print(table)
 
 
@@ -473,7 +526,7 @@ def versions(
 def connect_url(
     engine_id: EngineIdArg,
     proxy_host: ProxyHost = None,
-    proxy_port: ProxyPort = DEFAULT_CONNECT_PORT,
+    proxy_port: ProxyPort = None,
     use_ssl: UseSsl = False,
     check: Annotated[
         bool,
@@ -489,8 +542,9 @@ def connect_url(
     with _client(
         url, username, password, token, connect_host=proxy_host, connect_port=proxy_port
     ) as rucat:
-        state = rucat.get(engine_id).state.value if check else None
-        connect = rucat.connect_url(engine_id, use_ssl=use_ssl)
+        info = rucat.get(engine_id) if check else None
+        state = info.state.value if info is not None else None
+        connect = rucat.connect_url(engine_id, use_ssl=use_ssl, info=info)
     if output is Output.json:
         _print_json({"id": engine_id, "state": state, "connect_url": connect})
     else:

@@ -15,13 +15,15 @@ or platforms.
 """
 
 from rucat.client._async import AsyncRucatClient
-from rucat.client._core import DEFAULT_CONNECT_PORT, DEFAULT_URL
+from rucat.client._core import DEFAULT_CONNECT_PORT, DEFAULT_URL, parse_grant
 from rucat.client._sync import RucatClient, connect
 from rucat.client.errors import (
     BadRequest,
     Conflict,
     EngineFailed,
+    Forbidden,
     NotFound,
+    QuotaExceeded,
     RucatClientError,
     ServerError,
     ServerUnreachable,
@@ -31,7 +33,7 @@ from rucat.client.errors import (
     WaitAborted,
     WaitTimeout,
 )
-from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.client.models import EngineEventInfo, EngineInfo, Permissions
 from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.state import EngineState
 
@@ -46,7 +48,10 @@ __all__ = [
     "EngineFailed",
     "EngineInfo",
     "EngineState",
+    "Forbidden",
     "NotFound",
+    "Permissions",
+    "QuotaExceeded",
     "RucatClient",
     "RucatClientError",
     "ServerError",
@@ -58,4 +63,5 @@ __all__ = [
     "WaitAborted",
     "WaitTimeout",
     "connect",
+    "parse_grant",
 ]

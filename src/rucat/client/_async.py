@@ -11,7 +11,7 @@ import asyncio
 import builtins
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,7 +20,7 @@ import httpx
 from rucat.client import _core, tokens
 from rucat.client._core import Call
 from rucat.client.errors import NotFound, RucatClientError
-from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.client.models import EngineEventInfo, EngineInfo, Permissions
 from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
@@ -50,7 +50,7 @@ class AsyncRucatClient:
         token: str | None = None,
         timeout: float = _core.DEFAULT_TIMEOUT,
         connect_host: str | None = None,
-        connect_port: int = _core.DEFAULT_CONNECT_PORT,
+        connect_port: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -119,18 +119,23 @@ class AsyncRucatClient:
         state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        *,
+        owner: str | None = None,
     ) -> builtins.list[EngineId]:
-        """Engine ids, oldest first; `after` is the last id of the previous page."""
-        return _core.read_ids(await self._send(_core.list_call(state, limit, after)))
+        """Ids of the engines the caller may see, oldest first; `after` is the last id of
+        the previous page, `owner` keeps only that user's engines."""
+        return _core.read_ids(await self._send(_core.list_call(state, limit, after, owner)))
 
     async def list_info(
         self,
         state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        *,
+        owner: str | None = None,
     ) -> builtins.list[EngineInfo]:
         """Like `list`, with each engine's info; engines deleted meanwhile are left out."""
-        ids = await self.list(state, limit, after)
+        ids = await self.list(state, limit, after, owner=owner)
         gate = asyncio.Semaphore(_LIST_INFO_CONCURRENCY)
 
         async def one(engine_id: EngineId) -> EngineInfo | None:
@@ -191,6 +196,17 @@ class AsyncRucatClient:
         """Revoke a token (yours; admins: anyone's); it stops working at once."""
         return tokens.read_revoked(await self._send(tokens.revoke_call(token_id)))
 
+    async def permissions(self, engine_id: EngineId) -> Permissions:
+        """The engine's owner and grants (needs manage)."""
+        return _core.read_permissions(await self._send(_core.permissions_call(engine_id, None)))
+
+    async def set_permissions(
+        self, engine_id: EngineId, grants: Iterable[Mapping[str, str]]
+    ) -> Permissions:
+        """Replace the engine's grants, e.g. ``[{"user": "bob", "level": "attach"}]``
+        (needs manage); returns the permissions as stored."""
+        return _core.read_permissions(await self._send(_core.permissions_call(engine_id, grants)))
+
     # --- beyond single calls ----------------------------------------------
 
     async def wait_until(
@@ -241,15 +257,21 @@ class AsyncRucatClient:
         proxy_port: int | None = None,
         token: str | None = None,
         use_ssl: bool = False,
+        info: EngineInfo | None = None,
     ) -> str:
         """The Spark Connect URL of `engine_id` through Rucat's proxy.
+
+        With `info` (the engine's, as read from the server) the server's
+        `connect_url` gives host, port and TLS; arguments and the client's
+        `connect_host` / `connect_port` still override them.
 
         The host defaults to the server's (or `connect_host`), the port to
         `connect_port`, the token to this client's token.
         """
-        return _core.connect_url(
+        return _core.connect_url_of(
             self.base_url,
             engine_id,
+            server_url=info.connect_url if info is not None else None,
             proxy_host=proxy_host or self.connect_host,
             proxy_port=proxy_port if proxy_port is not None else self.connect_port,
             token=token if token is not None else self._token,
@@ -264,12 +286,19 @@ class AsyncRucatClient:
         proxy_port: int | None = None,
         token: str | None = None,
         use_ssl: bool = False,
+        info: EngineInfo | None = None,
     ) -> Any:
         """A new pyspark SparkSession on the engine, through the proxy.
 
-        Arguments as for `connect_url`. Blocking, as pyspark is.
+        Arguments as for `connect_url`: pass `info` (from `await get(engine_id)`)
+        to connect to the server's `connect_url`. Blocking, as pyspark is.
         """
         url = self.connect_url(
-            engine_id, proxy_host=proxy_host, proxy_port=proxy_port, token=token, use_ssl=use_ssl
+            engine_id,
+            proxy_host=proxy_host,
+            proxy_port=proxy_port,
+            token=token,
+            use_ssl=use_ssl,
+            info=info,
         )
         return _core.spark_session_for(url)

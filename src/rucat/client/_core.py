@@ -30,7 +30,14 @@ from rucat.client.errors import (
     WaitTimeout,
     error_for_status,
 )
-from rucat.client.models import EngineEventInfo, EngineInfo, parse_engine, parse_event
+from rucat.client.models import (
+    EngineEventInfo,
+    EngineInfo,
+    Permissions,
+    parse_engine,
+    parse_event,
+    parse_permissions,
+)
 from rucat.domain.engine import EngineId
 from rucat.domain.state import ERROR_STATES, STABLE_STATES, EngineState
 
@@ -124,8 +131,12 @@ def state_of(value: EngineState | str) -> EngineState:
         raise BadRequest(f"unknown state {value!r}; states are: {names}") from e
 
 
-def list_call(state: StateFilter, limit: int | None, after: EngineId | None) -> Call:
+def list_call(
+    state: StateFilter, limit: int | None, after: EngineId | None, owner: str | None = None
+) -> Call:
     params: dict[str, str | list[str]] = {}
+    if owner is not None:
+        params["owner"] = owner
     if isinstance(state, str):
         params["state"] = [state_of(state).value]
     elif state is not None:
@@ -237,6 +248,29 @@ def read_events(response: httpx.Response) -> list[EngineEventInfo]:
     return [parse_event(item) for item in body]
 
 
+def read_permissions(response: httpx.Response) -> Permissions:
+    return parse_permissions(json_of(response))
+
+
+def parse_grant(text: str) -> dict[str, str]:
+    """``user:bob=attach`` or ``group:analytics=manage`` as the API's grant object."""
+    kind, sep, rest = text.partition(":")
+    name, eq, level = rest.rpartition("=")
+    if not sep or not eq or kind not in ("user", "group") or not name or not level:
+        raise BadRequest(
+            f"grant {text!r} is not user:NAME=LEVEL or group:NAME=LEVEL (LEVEL: attach or manage)"
+        )
+    return {kind: name, "level": level}
+
+
+def permissions_call(engine_id: EngineId, grants: Iterable[Mapping[str, str]] | None) -> Call:
+    """GET the permissions, or PUT `grants` (replacing them) when given."""
+    path = engine_path(engine_id, "/permissions")
+    if grants is None:
+        return Call("GET", path)
+    return Call("PUT", path, json={"grants": [dict(g) for g in grants]})
+
+
 def read_logs(response: httpx.Response) -> str:
     """Logs as text: the body itself, or the `logs` field of a JSON answer."""
     check(response)
@@ -340,6 +374,42 @@ def connect_url(
     if use_ssl:
         url += ";use_ssl=true"
     return url
+
+
+def connect_url_of(
+    base_url: str,
+    engine_id: EngineId,
+    *,
+    server_url: str | None,
+    proxy_host: str | None,
+    proxy_port: int | None,
+    token: str | None,
+    use_ssl: bool,
+) -> str:
+    """The connect URL from the server's `connect_url` (engine info), with the token added.
+
+    The server's host, port and TLS are used unless `proxy_host` / `proxy_port`
+    override them; without a server URL (an older server, or the engine info
+    was not read) the host is the REST server's and the port `proxy_port` or
+    Spark Connect's default.
+    """
+    server_host: str | None = None
+    server_port: int | None = None
+    if server_url:
+        netloc = server_url.removeprefix("sc://").split("/", 1)[0]
+        host_part, _, port_part = netloc.rpartition(":")
+        if host_part and port_part.isdigit():
+            server_host, server_port = host_part.strip("[]"), int(port_part)
+        use_ssl = use_ssl or ";use_ssl=true" in server_url
+    port = proxy_port if proxy_port is not None else server_port
+    return connect_url(
+        base_url,
+        engine_id,
+        proxy_host=proxy_host or server_host,
+        proxy_port=port if port is not None else DEFAULT_CONNECT_PORT,
+        token=token,
+        use_ssl=use_ssl,
+    )
 
 
 def check_proxy(host: str, port: int, *, timeout: float = 10.0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,7 +18,7 @@ import httpx
 from rucat.client import _core, tokens
 from rucat.client._core import Call
 from rucat.client.errors import NotFound, RucatClientError
-from rucat.client.models import EngineEventInfo, EngineInfo
+from rucat.client.models import EngineEventInfo, EngineInfo, Permissions
 from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
@@ -45,7 +45,7 @@ class RucatClient:
         token: str | None = None,
         timeout: float = _core.DEFAULT_TIMEOUT,
         connect_host: str | None = None,
-        connect_port: int = _core.DEFAULT_CONNECT_PORT,
+        connect_port: int | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -111,19 +111,24 @@ class RucatClient:
         state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        *,
+        owner: str | None = None,
     ) -> builtins.list[EngineId]:
-        """Engine ids, oldest first; `after` is the last id of the previous page."""
-        return _core.read_ids(self._send(_core.list_call(state, limit, after)))
+        """Ids of the engines the caller may see, oldest first; `after` is the last id of
+        the previous page, `owner` keeps only that user's engines."""
+        return _core.read_ids(self._send(_core.list_call(state, limit, after, owner)))
 
     def list_info(
         self,
         state: _core.StateFilter = None,
         limit: int | None = None,
         after: EngineId | None = None,
+        *,
+        owner: str | None = None,
     ) -> builtins.list[EngineInfo]:
         """Like `list`, with each engine's info; engines deleted meanwhile are left out."""
         found = []
-        for engine_id in self.list(state, limit, after):
+        for engine_id in self.list(state, limit, after, owner=owner):
             try:
                 found.append(self.get(engine_id))
             except NotFound:
@@ -177,6 +182,17 @@ class RucatClient:
         """Revoke a token (yours; admins: anyone's); it stops working at once."""
         return tokens.read_revoked(self._send(tokens.revoke_call(token_id)))
 
+    def permissions(self, engine_id: EngineId) -> Permissions:
+        """The engine's owner and grants (needs manage)."""
+        return _core.read_permissions(self._send(_core.permissions_call(engine_id, None)))
+
+    def set_permissions(
+        self, engine_id: EngineId, grants: Iterable[Mapping[str, str]]
+    ) -> Permissions:
+        """Replace the engine's grants, e.g. ``[{"user": "bob", "level": "attach"}]``
+        (needs manage); returns the permissions as stored."""
+        return _core.read_permissions(self._send(_core.permissions_call(engine_id, grants)))
+
     # --- beyond single calls ----------------------------------------------
 
     def wait_until(
@@ -227,15 +243,21 @@ class RucatClient:
         proxy_port: int | None = None,
         token: str | None = None,
         use_ssl: bool = False,
+        info: EngineInfo | None = None,
     ) -> str:
         """The Spark Connect URL of `engine_id` through Rucat's proxy.
+
+        With `info` (the engine's, as read from the server) the server's
+        `connect_url` gives host, port and TLS; arguments and the client's
+        `connect_host` / `connect_port` still override them.
 
         The host defaults to `connect_host` or the server's, the port to
         `connect_port`, the token to this client's token.
         """
-        return _core.connect_url(
+        return _core.connect_url_of(
             self.base_url,
             engine_id,
+            server_url=info.connect_url if info is not None else None,
             proxy_host=proxy_host or self.connect_host,
             proxy_port=proxy_port if proxy_port is not None else self.connect_port,
             token=token if token is not None else self._token,
@@ -253,10 +275,16 @@ class RucatClient:
     ) -> Any:
         """A new pyspark SparkSession on the engine, through the proxy.
 
-        Arguments as for `connect_url`.
+        Reads the engine's info first and connects to its `connect_url` (the
+        server's proxy address); arguments as for `connect_url` override it.
         """
         url = self.connect_url(
-            engine_id, proxy_host=proxy_host, proxy_port=proxy_port, token=token, use_ssl=use_ssl
+            engine_id,
+            proxy_host=proxy_host,
+            proxy_port=proxy_port,
+            token=token,
+            use_ssl=use_ssl,
+            info=self.get(engine_id),
         )
         return _core.spark_session_for(url)
 

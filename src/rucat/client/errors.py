@@ -20,7 +20,9 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "EngineFailed",
+    "Forbidden",
     "NotFound",
+    "QuotaExceeded",
     "RucatClientError",
     "ServerError",
     "ServerUnreachable",
@@ -48,6 +50,14 @@ class BadRequest(RucatClientError):
 
 class Unauthorized(RucatClientError):
     """401: missing or wrong credentials."""
+
+
+class Forbidden(RucatClientError):
+    """403: the caller sees the engine but lacks the level (attach, manage) the action needs."""
+
+
+class QuotaExceeded(RucatClientError):
+    """429: the caller already has as many active engines as its quota allows."""
 
 
 class NotFound(RucatClientError):
@@ -111,10 +121,14 @@ def error_for_status(status: int, detail: str) -> RucatClientError:
         cls = BadRequest
     elif status == 401:
         cls = Unauthorized
+    elif status == 403:
+        cls = Forbidden
     elif status == 404:
         cls = NotFound
     elif status == 409:
         cls = Conflict
+    elif status == 429:
+        cls = QuotaExceeded
     elif status == 503:
         cls = ServiceUnavailable
     else:

@@ -17,7 +17,15 @@ from rucat.client.errors import UnexpectedResponse
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
 
-__all__ = ["EngineEventInfo", "EngineInfo", "parse_engine", "parse_event", "parse_time"]
+__all__ = [
+    "EngineEventInfo",
+    "EngineInfo",
+    "Permissions",
+    "parse_engine",
+    "parse_event",
+    "parse_permissions",
+    "parse_time",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class EngineInfo:
     auto_stop_minutes: float | None = None
     #: Since when a Running engine is idle; None while busy or not Running.
     idle_since: datetime | None = None
+    #: Name of the principal that created the engine (None: created before owners).
+    owner: str | None = None
+    #: The proxy URL for SparkSession.builder.remote() (None: the server runs no proxy).
+    connect_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API's JSON shape, times as ISO 8601 strings."""
@@ -61,6 +73,8 @@ class EngineInfo:
             "last_activity_time": _iso(self.last_activity_time),
             "auto_stop_minutes": self.auto_stop_minutes,
             "idle_since": _iso(self.idle_since),
+            "owner": self.owner,
+            "connect_url": self.connect_url,
         }
 
 
@@ -167,6 +181,8 @@ def parse_engine(body: object, *, engine_id: EngineId | None = None) -> EngineIn
         last_activity_time=parse_time(body.get("last_activity_time"), "last_activity_time"),
         auto_stop_minutes=_opt_number(body, "auto_stop_minutes", what),
         idle_since=parse_time(body.get("idle_since"), "idle_since"),
+        owner=_opt_str(body, "owner", what),
+        connect_url=_opt_str(body, "connect_url", what),
     )
 
 
@@ -182,4 +198,31 @@ def parse_event(body: object) -> EngineEventInfo:
         to_state=_state(body.get("to_state"), f"{what} to_state"),
         message=_opt_str(body, "message", what),
         actor=_opt_str(body, "actor", what),
+    )
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """`GET /engine/{id}/permissions`: the owner, and grants as the API writes them
+    (``{"user": "bob", "level": "attach"}`` or ``{"group": ..., "level": ...}``)."""
+
+    owner: str | None
+    grants: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"owner": self.owner, "grants": [dict(g) for g in self.grants]}
+
+
+def parse_permissions(body: object) -> Permissions:
+    what = "engine permissions"
+    if not isinstance(body, Mapping):
+        raise UnexpectedResponse(f"{what} is not a JSON object: {body!r}")
+    grants = body.get("grants")
+    if not isinstance(grants, list) or not all(
+        isinstance(g, Mapping) and all(isinstance(v, str) for v in g.values()) for g in grants
+    ):
+        raise UnexpectedResponse(f"{what}: field 'grants' is not a list of grants: {grants!r}")
+    return Permissions(
+        owner=_opt_str(body, "owner", what),
+        grants=[{str(k): v for k, v in g.items()} for g in grants],
     )

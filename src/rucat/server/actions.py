@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from rucat.config import RucatConfig
+from rucat.domain.access import EngineAction, Grant
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import StateConflict, StoreConflict
+from rucat.domain.principal import Principal
 from rucat.domain.state import (
     ERROR_STATES,
     REMOVED,
@@ -30,6 +32,7 @@ from rucat.domain.state import (
     decide_user,
 )
 from rucat.engines.spark_policy import engine_policy
+from rucat.server.access import authorize
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server")
@@ -86,33 +89,50 @@ def moved(engine: Engine, to: EngineState, *, now: datetime, message: str | None
     )
 
 
+#: The access level check of each user action.
+_ACCESS: dict[UserAction, EngineAction] = {
+    UserAction.STOP: EngineAction.STOP,
+    UserAction.RESTART: EngineAction.RESTART,
+    UserAction.DELETE: EngineAction.DELETE,
+}
+
+
 async def apply_user_action(
     store: EngineStore,
     *,
     engine_id: EngineId,
     action: UserAction,
-    actor: str,
+    principal: Principal,
     clock: Callable[[], datetime],
     check: Callable[[Engine], None] | None = None,
     message: str | None = None,
     trigger_wait: TriggerWait = TRIGGER_WAIT,
+    active_limit: int | None = None,
 ) -> Engine | None:
-    """Apply `action`; returns the engine as written (None when removed).
+    """Apply `action` on behalf of `principal`; returns the engine as written (None when
+    removed). `active_limit` is the principal's quota, checked by the store when the
+    action makes the engine active again (a restart of a Terminated engine).
 
     `check(engine)` runs on the stored engine before anything is written and
     may refuse by raising (it must only read what never changes, e.g. confs).
     `message` says why, on the engine and its event (auto-start says who called).
     `trigger_wait` bounds the wait for a monitor to leave a trigger state.
 
-    Raises EngineNotFound, StateConflict (409, naming the current state) or
-    StoreUnavailable.
+    Raises EngineNotFound (also for an engine the principal may not see),
+    PermissionDenied, QuotaExceeded, StateConflict (409, naming the current
+    state) or StoreUnavailable.
     """
+    actor = principal.name
     engine = await store.get(engine_id=engine_id)
+    # Access first: a hidden engine must not reveal what `check` would say about it.
+    authorize(principal, engine, _ACCESS[action])
     if check is not None:
         check(engine)
     deadline: float | None = None
     attempts = 0
     while True:
+        # Checked on every read: grants may change while this loop waits.
+        authorize(principal, engine, _ACCESS[action])
         decision = decide_user(engine.state, action)
         if isinstance(decision, Refuse):
             raise StateConflict(decision.reason, current=engine)
@@ -146,6 +166,7 @@ async def apply_user_action(
                 current=engine,
                 new=moved(engine, decision.to, now=clock(), message=message),
                 actor=actor,
+                active_limit=active_limit,
             )
         except StoreConflict as conflict:
             attempts += 1
@@ -173,3 +194,28 @@ async def apply_user_action(
             },
         )
         return written
+
+
+async def replace_grants(
+    store: EngineStore,
+    *,
+    engine_id: EngineId,
+    grants: tuple[Grant, ...],
+    principal: Principal,
+) -> Engine:
+    """Replace the engine's grants in one compare-and-set (re-read and retried when a
+    monitor wrote first); the principal needs manage. Returns the engine as written."""
+    engine = await store.get(engine_id=engine_id)
+    for _ in range(MAX_CAS_ATTEMPTS):
+        authorize(principal, engine, EngineAction.PERMISSIONS)
+        if engine.grants == grants:
+            return engine
+        try:
+            return await store.transition(
+                current=engine,
+                new=dataclasses.replace(engine, grants=grants),
+                actor=principal.name,
+            )
+        except StoreConflict as conflict:
+            engine = conflict.current or await store.get(engine_id=engine_id)
+    raise StateConflict(f"engine {engine_id} kept changing; retry", current=engine)

@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from rucat.config import RucatConfig
+from rucat.domain.access import EngineAction, visibility
 from rucat.domain.activity import idle_since, resolve_auto_stop
 from rucat.domain.engine import (
     CreateEngineRequest,
@@ -33,13 +34,22 @@ from rucat.domain.engine import (
     new_engine,
 )
 from rucat.domain.errors import EngineNotFound, PlatformError, StoreUnavailable
+from rucat.domain.principal import Principal
+from rucat.domain.quota import active_limit
 from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.request_origin import default_allowed_hosts
 from rucat.domain.state import EngineState, UserAction
 from rucat.engines.spark import available_versions, validate_request
 from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
-from rucat.server.actions import TRIGGER_WAIT, TriggerWait, apply_user_action, restart_check
+from rucat.server.access import authorize, connect_url, host_of_header, url_host
+from rucat.server.actions import (
+    TRIGGER_WAIT,
+    TriggerWait,
+    apply_user_action,
+    replace_grants,
+    restart_check,
+)
 from rucat.server.auth import Authenticator, principal_of
 from rucat.server.console import Sessions, console_router, install_console_redirects
 from rucat.server.console.routes import HERE as CONSOLE_DIR
@@ -53,6 +63,8 @@ from rucat.server.schemas import (
     EngineInfo,
     EngineLogs,
     EngineVersions,
+    PermissionsBody,
+    PermissionsOut,
     Status,
     VersionsOut,
 )
@@ -73,9 +85,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in {
         400: "Bad input",
         401: "Unauthenticated",
-        404: "Unknown engine",
+        403: "The caller sees the engine but lacks the level this action needs",
+        404: "Unknown engine (or one the caller may not see)",
         409: "Not allowed in the engine's current state",
         422: "Malformed input",
+        429: "The caller's quota of active engines is used up",
         503: "Store unavailable",
     }.items()
 }
@@ -96,6 +110,7 @@ def create_app(
     auto_starts: Callable[[], int] | None = None,
     auto_stops: Callable[[], int] | None = None,
     trigger_wait: TriggerWait = TRIGGER_WAIT,
+    connect_port: int | None = None,
 ) -> FastAPI:
     """The REST API over `store`. `notify(engine_id)` runs after every successful write.
 
@@ -103,6 +118,8 @@ def create_app(
     config.auth_provider. `auto_starts` and `auto_stops` read the counters of
     this process's proxy and monitor, for /metrics (None: not in this process).
     `trigger_wait`: how STOP and RESTART wait for a monitor to leave a trigger state.
+    `connect_port`: the port the proxy actually bound (when config.connect_port
+    is 0), shown in engine info's connect_url.
     """
     app = FastAPI(
         title="Rucat",
@@ -145,15 +162,15 @@ def create_app(
     def actor_of(request: Request) -> str:
         return principal_of(request).name
 
-    def info(engine: Engine) -> EngineInfo:
-        return EngineInfo.of(
-            engine, idle_since=idle_since(engine, now=clock(), busy_grace=busy_grace)
-        )
+    def quota_of(principal: Principal) -> int | None:
+        return active_limit(principal, config.quotas.max_active_engines_per_user)
 
-    async def load(engine_id: str) -> Engine:
+    async def load(request: Request, engine_id: str, action: EngineAction) -> Engine:
+        """The engine, if the caller may do `action` to it (else 404 as if unknown, or 403)."""
         if not is_engine_id(engine_id):
             raise EngineNotFound(engine_id[:64])
-        return await store.get(engine_id=engine_id)
+        engine = await store.get(engine_id=engine_id)
+        return authorize(principal_of(request), engine, action)
 
     async def act(
         request: Request,
@@ -163,14 +180,16 @@ def create_app(
     ) -> Engine | None:
         if not is_engine_id(engine_id):
             raise EngineNotFound(engine_id[:64])
+        principal = principal_of(request)
         result = await apply_user_action(
             store,
             engine_id=engine_id,
             action=action,
-            actor=actor_of(request),
+            principal=principal,
             clock=clock,
             check=check,
             trigger_wait=trigger_wait,
+            active_limit=quota_of(principal),
         )
         wrote(engine_id)
         return result
@@ -178,6 +197,24 @@ def create_app(
     # Confs never change after create, but the policy may have: an engine stored
     # before a rule refused its confs does not start again with them.
     policy_allows = restart_check(config)
+
+    def info(request: Request, engine: Engine) -> EngineInfo:
+        return EngineInfo.of(
+            engine,
+            idle_since=idle_since(engine, now=clock(), busy_grace=busy_grace),
+            connect_url=connect_url_of(request, engine.id),
+        )
+
+    def connect_url_of(request: Request, engine_id: EngineId) -> str | None:
+        port = connect_port if connect_port is not None else config.connect_port
+        if port is None:
+            return None
+        host = config.public_connect_host
+        if host is None:
+            host = host_of_header(request.headers.get("host")) or url_host(config.host)
+        return connect_url(
+            engine_id, host=host or "localhost", port=port, tls=config.connect_tls_cert is not None
+        )
 
     @app.post("/engine", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"])
     async def create_engine(body: CreateEngineBody, request: Request) -> EngineIdOut:
@@ -190,15 +227,22 @@ def create_app(
         )
         # Versions the platform runs, and the confs the engine policy allows (400 otherwise).
         wanted = validate_request(wanted, config.platform, policy=policy)
+        principal = principal_of(request)
         auto_stop = resolve_auto_stop(
             body.auto_stop_minutes,
             default=config.auto_stop.default_minutes,
             maximum=config.auto_stop.max_minutes,
         )
         engine = new_engine(
-            wanted, platform=config.platform.variant, now=clock(), auto_stop_minutes=auto_stop
+            wanted,
+            platform=config.platform.variant,
+            now=clock(),
+            auto_stop_minutes=auto_stop,
+            owner=principal.name,
         )
-        stored = await store.add(engine=engine, actor=actor_of(request))
+        stored = await store.add(
+            engine=engine, actor=principal.name, active_limit=quota_of(principal)
+        )
         log.info(
             "engine %s created",
             stored.id,
@@ -208,12 +252,13 @@ def create_app(
         return EngineIdOut(id=stored.id)
 
     @app.get("/engine/{engine_id}", response_model=EngineInfo, responses=_ERRORS, tags=["engines"])
-    async def get_engine(engine_id: str) -> EngineInfo:
-        """The engine's info (never its secrets)."""
-        return info(await load(engine_id))
+    async def get_engine(engine_id: str, request: Request) -> EngineInfo:
+        """The engine's info (never its secrets). Needs attach."""
+        return info(request, await load(request, engine_id, EngineAction.GET))
 
     @app.get("/engines", response_model=list[EngineIdOut], responses=_ERRORS, tags=["engines"])
     async def list_engines(
+        request: Request,
         state: Annotated[list[EngineState] | None, Query(description="Only these states.")] = None,
         limit: Annotated[
             int | None, Query(ge=1, le=MAX_LIST_LIMIT, description="Page size.")
@@ -221,9 +266,18 @@ def create_app(
         after: Annotated[
             str | None, Query(max_length=64, description="Id of the last engine of the last page.")
         ] = None,
+        owner: Annotated[
+            str | None, Query(max_length=255, description="Only engines this user owns.")
+        ] = None,
     ) -> list[EngineIdOut]:
-        """Engine ids, oldest first."""
-        engines = await store.list(states=state or None, limit=limit, after=after)
+        """Ids of the engines the caller may see (admins: all), oldest first."""
+        engines = await store.list(
+            states=state or None,
+            limit=limit,
+            after=after,
+            owner=owner,
+            visible_to=visibility(principal_of(request)),
+        )
         return [EngineIdOut(id=e.id) for e in engines]
 
     @app.post(
@@ -233,7 +287,7 @@ def create_app(
         """Stop: WaitToStart -> Terminated; StartInProgress, Running -> WaitToTerminate."""
         result = await act(request, engine_id, UserAction.STOP)
         assert result is not None
-        return info(result)
+        return info(request, result)
 
     @app.post(
         "/engine/{engine_id}/restart",
@@ -245,14 +299,14 @@ def create_app(
         """Restart: WaitToTerminate -> Running; Terminated -> WaitToStart."""
         result = await act(request, engine_id, UserAction.RESTART, check=policy_allows)
         assert result is not None
-        return info(result)
+        return info(request, result)
 
     @app.delete(
         "/engine/{engine_id}", response_model=EngineIdOut, responses=_ERRORS, tags=["engines"]
     )
     async def delete_engine(engine_id: str, request: Request) -> EngineIdOut:
         """Remove an engine in WaitToStart, Terminated or ErrorClean, with its logs."""
-        engine = await load(engine_id)
+        engine = await load(request, engine_id, EngineAction.DELETE)
         await act(request, engine_id, UserAction.DELETE)
         if platform is not None:
             try:
@@ -267,22 +321,51 @@ def create_app(
         responses=_ERRORS,
         tags=["engines"],
     )
-    async def engine_events(engine_id: str) -> list[EngineEventOut]:
-        """The engine's state transitions, oldest first."""
+    async def engine_events(engine_id: str, request: Request) -> list[EngineEventOut]:
+        """The engine's state transitions, oldest first. Needs attach."""
+        engine = await load(request, engine_id, EngineAction.EVENTS)
+        secrets = engine_secrets(engine)
+        return [
+            EngineEventOut.of(e, secrets=secrets) for e in await store.events(engine_id=engine_id)
+        ]
+
+    @app.get(
+        "/engine/{engine_id}/permissions",
+        response_model=PermissionsOut,
+        responses=_ERRORS,
+        tags=["permissions"],
+    )
+    async def get_permissions(engine_id: str, request: Request) -> PermissionsOut:
+        """The engine's owner and grants. Needs manage."""
+        return PermissionsOut.of(await load(request, engine_id, EngineAction.PERMISSIONS))
+
+    @app.put(
+        "/engine/{engine_id}/permissions",
+        response_model=PermissionsOut,
+        responses=_ERRORS,
+        tags=["permissions"],
+    )
+    async def put_permissions(
+        engine_id: str, body: PermissionsBody, request: Request
+    ) -> PermissionsOut:
+        """Replace the engine's grants (the owner and admins always have manage).
+        Needs manage."""
         if not is_engine_id(engine_id):
             raise EngineNotFound(engine_id[:64])
-        events = await store.events(engine_id=engine_id)
-        try:
-            secrets = engine_secrets(await store.get(engine_id=engine_id))
-        except EngineNotFound:
-            secrets = ()  # removed meanwhile: messages are still redacted by shape
-        return [EngineEventOut.of(e, secrets=secrets) for e in events]
+        written = await replace_grants(
+            store,
+            engine_id=engine_id,
+            grants=body.domain_grants(),
+            principal=principal_of(request),
+        )
+        return PermissionsOut.of(written)
 
     @app.get(
         "/engine/{engine_id}/logs", response_model=EngineLogs, responses=_ERRORS, tags=["engines"]
     )
     async def engine_logs(
         engine_id: str,
+        request: Request,
         tail: Annotated[
             int | None, Query(ge=1, le=MAX_LOG_TAIL, description="Only the last N lines.")
         ] = None,
@@ -293,8 +376,8 @@ def create_app(
         line saying how many earlier bytes are left out, and a longer single
         line keeps its end after a marker. The platform's full log stays on
         its disk (local: `engine.log` and `engine.log.1`, capped by
-        `platform.Local.log_max_bytes`)."""
-        engine = await load(engine_id)
+        `platform.Local.log_max_bytes`). Needs attach."""
+        engine = await load(request, engine_id, EngineAction.LOGS)
         text = ""
         if platform is not None:
             try:

@@ -65,6 +65,7 @@ import grpc
 import grpc.aio
 
 from rucat.config import RucatConfig
+from rucat.domain.access import Allow, EngineAction, Grant, decide_access
 from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
 from rucat.domain.principal import Principal
@@ -163,6 +164,10 @@ class _Route:
     last_used: float
     in_flight: int = 0
     upstream_metadata: tuple[tuple[str, str], ...] = field(default=())
+    #: Who may use the route: the engine's owner and grants as last read
+    #: (trusted for the route's TTL, like its state).
+    owner: str | None = None
+    grants: tuple[Grant, ...] = ()
     #: Raw-bytes multi-callables of this channel, by method path.
     methods: dict[str, Any] = field(default_factory=dict)
 
@@ -279,15 +284,24 @@ class Proxy:
         """The route to `engine_id` on behalf of `principal` (who asks)."""
         now = time.monotonic()
         route = self._routes.get(engine_id)
-        if route is not None and now - route.checked_at < self._route_ttl:
+        # A cached route admits only whom its cached grants admit; anyone else
+        # is checked against the store (a grant just given works at once; a
+        # revoked one lasts at most the route's TTL).
+        if (
+            route is not None
+            and now - route.checked_at < self._route_ttl
+            and _may_connect(principal, owner=route.owner, grants=route.grants)
+        ):
             return route
         try:
             engine = await self._store.get(engine_id=engine_id)
         except EngineNotFound:
             self._evict(engine_id)
-            raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id} not found") from None
+            raise _not_found(engine_id) from None
         except StoreUnavailable as e:
             raise Refused(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {e.message}") from e
+        # Before the state: a caller with no level must not learn the engine's state.
+        _check_access(principal, engine_id, owner=engine.owner, grants=engine.grants)
         if self._starter is not None and engine.state is not EngineState.Running:
             engine = await self._starter.until_running(engine, caller=principal.name)
         target, token = self._check_running(engine)
@@ -309,6 +323,7 @@ class Proxy:
             )
             self._routes[engine_id] = route
         route.checked_at = now
+        route.owner, route.grants = engine.owner, engine.grants
         return route
 
     def _check_running(self, engine: Engine) -> tuple[str, str | None]:
@@ -373,7 +388,7 @@ class Proxy:
                     "string",
                 )
             if not is_engine_id(engine_id):
-                raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine_id!r} not found")
+                raise _not_found(engine_id[:64])
             route = await self._route(engine_id, principal)
         except Refused as refusal:
             log.debug("refused %s for engine %r: %s", method, engine_id, refusal.code.name)
@@ -505,6 +520,25 @@ _REGISTERED_AS: dict[Shape, Callable[..., grpc.RpcMethodHandler]] = {
     Shape.UNARY_STREAM: grpc.stream_stream_rpc_method_handler,
     Shape.STREAM_STREAM: grpc.stream_stream_rpc_method_handler,
 }
+
+
+def _not_found(engine_id: str) -> Refused:
+    """The refusal for an unknown engine, and for one the caller may not see (the same)."""
+    return Refused(grpc.StatusCode.NOT_FOUND, str(EngineNotFound(engine_id)))
+
+
+def _may_connect(principal: Principal, *, owner: str | None, grants: tuple[Grant, ...]) -> bool:
+    """Attach suffices to connect."""
+    decision = decide_access(principal, EngineAction.CONNECT, owner=owner, grants=grants)
+    return isinstance(decision, Allow)
+
+
+def _check_access(
+    principal: Principal, engine_id: EngineId, *, owner: str | None, grants: tuple[Grant, ...]
+) -> None:
+    """Refuse as NOT_FOUND, exactly as for an unknown id, unless `principal` may connect."""
+    if not _may_connect(principal, owner=owner, grants=grants):
+        raise _not_found(engine_id)
 
 
 class _Handler:

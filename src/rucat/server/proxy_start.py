@@ -36,10 +36,15 @@ from rucat.domain.connect import (
 )
 from rucat.domain.engine import Engine
 from rucat.domain.errors import EngineNotFound, RucatError, StateConflict
+from rucat.domain.principal import Principal
 from rucat.domain.state import EngineState, UserAction
 from rucat.server.actions import apply_user_action
 from rucat.server.proxy_auth import Refused
 from rucat.store import EngineStore
+
+#: Who auto-starts: a system principal acting for a caller the proxy already
+#: found allowed to connect (attach); events name it "auto-start".
+_AUTO_STARTER = Principal(AUTO_START_ACTOR, admin=True)
 
 log = logging.getLogger("rucat.server.proxy")
 
@@ -117,7 +122,8 @@ class AutoStarter:
                 self._store,
                 engine_id=engine.id,
                 action=action,
-                actor=AUTO_START_ACTOR,
+                # The proxy has already checked that the caller may connect to it.
+                principal=_AUTO_STARTER,
                 clock=self._clock,
                 check=self._check,
                 message="started by a Spark Connect call" + (f" from {caller}" if caller else ""),

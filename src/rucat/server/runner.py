@@ -93,6 +93,7 @@ async def serve(
             authenticator=authenticator,
             auto_starts=(lambda: proxy.auto_starts) if proxy is not None else None,
             auto_stops=auto_stops,
+            connect_port=proxy.port if proxy is not None else None,
         )
         await _serve_rest(config, app=app, on_started=on_started)
     finally:

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictStr,
+    field_validator,
+    model_serializer,
+)
 
+from rucat.domain.access import Grant, grants_from_json
 from rucat.domain.engine import (
     MAX_NAME_LENGTH,
     Engine,
@@ -138,8 +147,25 @@ class EngineInfo(BaseModel):
         "busy (an RPC in flight or just finished) and when not Running.",
     )
 
+    owner: str | None = Field(
+        None,
+        description="Name of the principal that created the engine; null for engines "
+        "created before Rucat recorded owners (visible to admins only).",
+    )
+    connect_url: str | None = Field(
+        None,
+        description="Rucat's Spark Connect proxy URL for this engine, for "
+        "SparkSession.builder.remote() (add ;token=<token>); null when the proxy is off.",
+    )
+
     @classmethod
-    def of(cls, engine: Engine, *, idle_since: datetime | None = None) -> EngineInfo:
+    def of(
+        cls,
+        engine: Engine,
+        *,
+        idle_since: datetime | None = None,
+        connect_url: str | None = None,
+    ) -> EngineInfo:
         return cls(
             id=engine.id,
             name=engine.name,
@@ -155,6 +181,8 @@ class EngineInfo(BaseModel):
             last_activity_time=engine.last_activity_time,
             auto_stop_minutes=engine.auto_stop_minutes,
             idle_since=idle_since,
+            owner=engine.owner,
+            connect_url=connect_url,
         )
 
 
@@ -201,3 +229,70 @@ class VersionsOut(BaseModel):
 
     platform: str = Field(description="The configured platform variant.")
     engines: list[EngineVersions] = Field(description="One entry per engine type.")
+
+
+class GrantBody(BaseModel):
+    """One grant: exactly one of `user` or `group`, and a level."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"user": "bob", "level": "attach"}]},
+    )
+
+    user: StrictStr | None = Field(None, description="A user name.")
+    group: StrictStr | None = Field(None, description="A group name.")
+    level: Literal["attach", "manage"] = Field(
+        description="attach: get, events, logs, connect; manage: also stop, restart, "
+        "delete and permissions."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The API's shape names only the grantee it has: {"user": "bob", "level": ...}.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    @classmethod
+    def of(cls, grant: Grant) -> GrantBody:
+        return cls.model_validate(grant.to_json())
+
+
+class PermissionsBody(BaseModel):
+    """Body of ``PUT /engine/{id}/permissions``: the grants that replace the current ones."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "grants": [
+                        {"user": "bob", "level": "attach"},
+                        {"group": "analytics", "level": "manage"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    grants: list[GrantBody] = Field(description="Every grant of the engine (replaced).")
+
+    @field_validator("grants")
+    @classmethod
+    def _grants(cls, value: list[GrantBody]) -> list[GrantBody]:
+        _domain_rule(grants_from_json, [g.model_dump() for g in value])
+        return value
+
+    def domain_grants(self) -> tuple[Grant, ...]:
+        return grants_from_json([g.model_dump() for g in self.grants])
+
+
+class PermissionsOut(BaseModel):
+    """Body of ``GET /engine/{id}/permissions``."""
+
+    owner: str | None = Field(description="The engine's owner (always has manage).")
+    grants: list[GrantBody]
+
+    @classmethod
+    def of(cls, engine: Engine) -> PermissionsOut:
+        return cls(owner=engine.owner, grants=[GrantBody.of(g) for g in engine.grants])

@@ -322,7 +322,7 @@ def console_router(
                 store,
                 engine_id=engine.id,
                 action=wanted,
-                actor=viewer.principal.name,
+                principal=viewer.principal,
                 clock=clock,
                 check=policy_allows if wanted is UserAction.RESTART else None,
             )
