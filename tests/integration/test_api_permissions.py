@@ -320,7 +320,15 @@ async def test_twenty_parallel_creates_with_a_quota_of_three_leave_three(
 # --- connect_url --------------------------------------------------------------
 
 
-async def test_connect_url_uses_the_host_the_request_came_in_on(people: People) -> None:
+async def test_connect_url_uses_the_host_the_request_came_in_on(start_api: StartApi) -> None:
+    hosts = ["rucat.example.com", "::1", "10.1.2.3", "127.0.0.1"]
+    async with start_api(users_config(allowed_hosts=hosts)) as api:
+        people = People(api)
+        await _connect_url_follows_the_host_header(people)
+        await people.close()
+
+
+async def _connect_url_follows_the_host_header(people: People) -> None:
     engine_id = await people.create(people.alice)
 
     for host, shown in (

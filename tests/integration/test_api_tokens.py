@@ -219,7 +219,7 @@ async def test_tokens_work_beside_the_seeds_static_provider(start_api: StartApi)
 async def test_a_token_works_through_the_proxy_until_revoked(
     store: EngineStore, fake_engine: Upstream, clock: FakeClock
 ) -> None:
-    engine = await _add(store, fake_engine)
+    engine = await _add(store, fake_engine, owner="alice")
     token, secret = new_token(Principal("alice"), name="spark", expires_in_days=1, now=clock())
     await store.add_token(token=token)
     metadata = (("authorization", f"Bearer {secret}"), ("x-rucat-engine-id", engine.id))

@@ -67,9 +67,13 @@ async def test_a_valid_token_signs_in_as_its_user_and_writes_record_that_name(
         engine_id = await api.create()
         events = (await api.client.get(f"/engine/{engine_id}/events")).json()
         assert events[0]["actor"] == "carol"
-        ec_signed = idp.token(idp.keys[1], preferred_username="dave")
+        ec_signed = idp.token(idp.keys[1], preferred_username="carol")
         response = await api.client.get(f"/engine/{engine_id}", headers=_bearer(ec_signed))
         assert response.status_code == 200
+        # Another user signed in the same way does not see carol's engine.
+        dave = idp.token(idp.keys[1], preferred_username="dave")
+        response = await api.client.get(f"/engine/{engine_id}", headers=_bearer(dave))
+        assert response.status_code == 404
 
 
 async def test_groups_come_from_the_token_and_admin_groups_make_admins(
@@ -202,7 +206,7 @@ async def test_an_unreachable_key_set_is_503_not_401(
 async def test_the_same_token_works_through_the_spark_connect_proxy(
     store: EngineStore, fake_engine: Upstream, idp: IdentityProvider
 ) -> None:
-    engine = await _add(store, fake_engine)
+    engine = await _add(store, fake_engine, owner="carol")  # the token's user
     tokens = _bad_tokens(idp)
     async with _proxy(store, config=_config(idp.jwks_uri)) as proxy, _channel(proxy) as channel:
         good = (("authorization", f"Bearer {idp.token()}"), ("x-rucat-engine-id", engine.id))
