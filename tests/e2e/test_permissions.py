@@ -117,6 +117,8 @@ async def deployment(tmp_path: Path, database: dict[str, Any]) -> AsyncIterator[
         data_dir=str(tmp_path / "data"),
         connect_port=proxy_port,
         quotas={"max_active_engines_per_user": QUOTA},
+        # A not-Running engine answers at once instead of being waited for.
+        auto_start_on_connect=False,
     )
     argv = ("server", "--config-path", str(cfg), "--port", str(port))
     with rucat(*argv, tmp=tmp_path, name="server") as process:
