@@ -31,7 +31,7 @@ from rucat.platforms import process as proc
 from rucat.platforms.local import LocalPlatform
 from tests.support import eventually, require_java
 from tests.support.fake_spark import FAKE_VERSION, make_fake_spark_home
-from tests.support.platforms import local_client_url, local_server_pids
+from tests.support.platforms import is_process, local_client_url, local_server_pids
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ async def test_stop_kills_the_whole_group_when_it_ignores_sigterm(
 
     members = await eventually(with_grandchild, timeout=30, what="the fake's child")
     await platform.stop(engine=e)
-    assert all(not proc.is_process(m.pid, m.start_time) for m in members)
+    assert all(not is_process(m.pid, m.start_time) for m in members)
     assert await platform.inspect(engine=e) == Absent()
     await platform.forget(engine=e)
 
@@ -396,8 +396,8 @@ def test_a_process_name_with_parentheses_and_spaces_is_parsed(tmp_path: Path) ->
         assert seen.comm == "a) b (c"
         assert seen.pgrp == os.getpgrp()
         assert seen.running
-        assert proc.is_process(child.pid, seen.start_time)
-        assert not proc.is_process(child.pid, seen.start_time + 1)
+        assert is_process(child.pid, seen.start_time)
+        assert not is_process(child.pid, seen.start_time + 1)
     finally:
         child.kill()
         child.wait()

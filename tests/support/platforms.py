@@ -170,3 +170,11 @@ PLATFORMS: list[tuple[str, PlatformUnderTest]] = [
     ("kubernetes-fake", KUBERNETES_FAKE),
     ("kubernetes-real", KUBERNETES_REAL),
 ]
+
+
+def is_process(pid: int, started: int) -> bool:
+    """Whether the process (pid, start time) still runs (zombies do not)."""
+    from rucat.platforms.process import read_stat
+
+    stat = read_stat(pid)
+    return stat is not None and stat.start_time == started and stat.running

@@ -17,7 +17,7 @@ from rucat.domain.errors import PlatformRejected
 from rucat.domain.state import EngineState
 from rucat.platforms import k8s_manifests as m
 from rucat.platforms import k8s_security as sec
-from rucat.platforms.k8s_rbac import driver_rbac_manifests
+from tests.support.k8s_rbac import driver_rbac_manifests
 
 #: The Kubernetes version whose schema the manifests must satisfy.
 K8S_SCHEMA_VERSION = "1.31.0"

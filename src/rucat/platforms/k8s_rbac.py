@@ -42,33 +42,3 @@ MONITOR_RULES: list[Manifest] = [
         "verbs": ["create", "delete"],
     },
 ]
-
-
-def driver_rbac_manifests(namespace: str, service_account: str) -> list[Manifest]:
-    """ServiceAccount, Role and RoleBinding that let driver pods manage executors.
-
-    The Helm chart renders the same rules; a test checks they agree.
-    """
-    role = f"{service_account}-driver"
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": service_account, "namespace": namespace},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": role, "namespace": namespace},
-            "rules": DRIVER_RULES,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": role, "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [
-                {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
-            ],
-        },
-    ]

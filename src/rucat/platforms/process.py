@@ -65,12 +65,6 @@ def start_time(pid: int) -> int | None:
     return None if stat is None else stat.start_time
 
 
-def is_process(pid: int, started: int) -> bool:
-    """Whether the process (pid, start time) still runs (zombies do not)."""
-    stat = read_stat(pid)
-    return stat is not None and stat.start_time == started and stat.running
-
-
 def snapshot() -> list[ProcStat]:
     """Every process visible now (one pass over /proc, to check many groups at once)."""
     out = []
