@@ -8,14 +8,24 @@ states into the store, exactly as a monitor would.
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import replace
 from datetime import datetime
 
 import grpc
 import grpc.aio
 import pytest
+from argon2 import PasswordHasher
 
-from rucat.config import EnginePolicyConfig, PolicyRuleConfig
+from rucat.config import (
+    AuthProviderConfig,
+    EnginePolicyConfig,
+    PolicyRuleConfig,
+    QuotasConfig,
+    RucatConfig,
+    UserConfig,
+    UsersAuthConfig,
+)
 from rucat.domain.state import EngineState
 from rucat.store import EngineStore
 from tests.conftest import FakeClock
@@ -187,3 +197,28 @@ async def test_an_engine_the_policy_now_refuses_is_not_auto_started_as_it_is_not
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "spark.forbidden" in (caught.value.details() or "")
     assert (await store.get(engine_id=engine.id)).state is S.Terminated
+
+
+async def test_an_auto_start_beyond_the_callers_quota_is_refused_and_changes_nothing(
+    store: EngineStore, upstream: Upstream
+) -> None:
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    alice = UserConfig(name="alice", password_hash=hasher.hash("alice-pw"))
+    config = RucatConfig(
+        connect_port=0,
+        auth_provider=AuthProviderConfig(Users=UsersAuthConfig(users=[alice])),
+        quotas=QuotasConfig(max_active_engines_per_user=1),
+    )
+    await _add(store, upstream, owner="alice")  # Running: alice's one active engine
+    stopped = await _add(store, upstream, owner="alice", state=S.Terminated, endpoint=None)
+    basic = "Basic " + base64.b64encode(b"alice:alice-pw").decode()
+    metadata = (("authorization", basic), ("x-rucat-engine-id", stopped.id))
+    async with _proxy(store, config=config) as proxy, _channel(proxy) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _call(channel, [b"x"], metadata)
+        assert proxy.auto_starts == 0
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = caught.value.details() or ""
+    assert "alice has 1 active engines and max_active_engines_per_user is 1" in details
+    assert (await store.get(engine_id=stopped.id)).state is S.Terminated
+    assert upstream.seen_requests == []

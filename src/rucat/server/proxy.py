@@ -198,6 +198,7 @@ class Proxy:
         auto_start: bool,
         auto_start_hold_secs: float,
         auto_start_check: Callable[[Engine], None] | None,
+        auto_start_max_active: int | None = None,
     ) -> None:
         self._store = store
         self._credentials = credentials
@@ -212,7 +213,11 @@ class Proxy:
         )
         self._starter = (
             AutoStarter(
-                store=store, clock=clock, hold_secs=auto_start_hold_secs, check=auto_start_check
+                store=store,
+                clock=clock,
+                hold_secs=auto_start_hold_secs,
+                check=auto_start_check,
+                max_active_engines_per_user=auto_start_max_active,
             )
             if auto_start
             else None
@@ -303,7 +308,7 @@ class Proxy:
         # Before the state: a caller with no level must not learn the engine's state.
         _check_access(principal, engine_id, owner=engine.owner, grants=engine.grants)
         if self._starter is not None and engine.state is not EngineState.Running:
-            engine = await self._starter.until_running(engine, caller=principal.name)
+            engine = await self._starter.until_running(engine, caller=principal)
         target, token = self._check_running(engine)
         # No await from here on: the check and the cache update are atomic.
         route = self._routes.get(engine_id)
@@ -616,6 +621,7 @@ async def start_proxy(
         auto_start=config.auto_start_on_connect,
         auto_start_hold_secs=auto_start_hold_secs,
         auto_start_check=restart_check(config),
+        auto_start_max_active=config.quotas.max_active_engines_per_user,
     )
     await proxy._start(host=config.host, port=config.connect_port, tls=tls)
     return proxy

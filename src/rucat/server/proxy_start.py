@@ -35,8 +35,9 @@ from rucat.domain.connect import (
     decide_connect,
 )
 from rucat.domain.engine import Engine
-from rucat.domain.errors import EngineNotFound, RucatError, StateConflict
+from rucat.domain.errors import EngineNotFound, QuotaExceeded, RucatError, StateConflict
 from rucat.domain.principal import Principal
+from rucat.domain.quota import active_limit
 from rucat.domain.state import EngineState, UserAction
 from rucat.server.actions import apply_user_action
 from rucat.server.proxy_auth import Refused
@@ -65,10 +66,13 @@ class AutoStarter:
         hold_secs: float = HOLD_SECS,
         poll_secs: float = POLL_SECS,
         check: Callable[[Engine], None] | None = None,
+        max_active_engines_per_user: int | None = None,
     ) -> None:
         """`check(engine)` is the REST restart's check (the engine policy): it refuses
-        an auto-start as it refuses a restart."""
+        an auto-start as it refuses a restart. `max_active_engines_per_user` is the
+        quota a restart by the caller obeys (config `quotas`); an auto-start obeys it too."""
         self._check = check
+        self._max_active = max_active_engines_per_user
         self._store = store
         self._clock = clock
         self._hold_secs = hold_secs
@@ -77,7 +81,7 @@ class AutoStarter:
         self.auto_starts = 0
 
     async def until_running(
-        self, engine: Engine, *, caller: str | None, first: bool = True
+        self, engine: Engine, *, caller: Principal | None, first: bool = True
     ) -> Engine:
         """The engine once Running (forward the call), or the engine to refuse with.
 
@@ -116,7 +120,10 @@ class AutoStarter:
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from None
             first = False
 
-    async def _start(self, engine: Engine, *, action: UserAction, caller: str | None) -> Engine:
+    async def _start(
+        self, engine: Engine, *, action: UserAction, caller: Principal | None
+    ) -> Engine:
+        name = caller.name if caller is not None else None
         try:
             started = await apply_user_action(
                 self._store,
@@ -126,7 +133,11 @@ class AutoStarter:
                 principal=_AUTO_STARTER,
                 clock=self._clock,
                 check=self._check,
-                message="started by a Spark Connect call" + (f" from {caller}" if caller else ""),
+                message="started by a Spark Connect call" + (f" from {name}" if name else ""),
+                # The caller's quota, as for a restart by the caller through REST.
+                active_limit=(
+                    active_limit(caller, self._max_active) if caller is not None else None
+                ),
             )
         except EngineNotFound:
             raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from None
@@ -135,6 +146,12 @@ class AutoStarter:
             if e.current is None:
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from e
             return e.current
+        except QuotaExceeded as e:
+            # As REST's 429: the caller must stop another engine first; retrying won't help.
+            raise Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"could not start engine {engine.id}: {e.message}",
+            ) from e
         except RucatError as e:
             # Retryable (the store is down): pyspark retries. Permanent (the engine
             # policy refuses its confs now): say why, at once.
@@ -147,7 +164,7 @@ class AutoStarter:
         log.info(
             "engine %s auto-started on a Spark Connect call by %s (%s -> %s)",
             engine.id,
-            caller or "a client",
+            name or "a client",
             engine.state.value,
             started.state.value,
             extra={"engine_id": engine.id, "actor": AUTO_START_ACTOR},
