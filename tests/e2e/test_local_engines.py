@@ -49,7 +49,9 @@ def query(connect_port: int, engine_id: str, sql: str) -> list[Any]:
     from pyspark.sql import SparkSession
 
     url = f"sc://localhost:{connect_port}/;x-rucat-engine-id={engine_id}"
-    spark = SparkSession.builder.remote(url).getOrCreate()
+    # create(), not getOrCreate(): a session another test left open (to an engine or
+    # proxy that is gone) must never be reused here.
+    spark = SparkSession.builder.remote(url).create()
     try:
         return [tuple(row) for row in spark.sql(sql).collect()]
     finally:
