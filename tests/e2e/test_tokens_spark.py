@@ -101,14 +101,20 @@ def test_a_token_creates_and_connects_to_an_engine_until_revoked(tmp_path: Path)
             )
             assert response.status_code == 401
             assert "expired" in response.json()["detail"]
-            with RucatClient(url, token=expired, connect_port=connect_port) as late:
-                late_spark = late.spark_session(engine_id)
-                try:
-                    refused = _refused(lambda: late_spark.sql("select 1").collect())
-                    assert "expired" in refused, refused
-                finally:
-                    with contextlib.suppress(Exception):
-                        late_spark.stop()
+            # Straight to the proxy: the SDK's spark_session() would first ask REST for the
+            # connect URL, which the expired token cannot read.
+            from pyspark.sql import SparkSession
+
+            late_url = (
+                f"sc://localhost:{connect_port}/;token={expired};x-rucat-engine-id={engine_id}"
+            )
+            late_spark = SparkSession.builder.remote(late_url).create()
+            try:
+                refused = _refused(lambda: late_spark.sql("select 1").collect())
+                assert "expired" in refused, refused
+            finally:
+                with contextlib.suppress(Exception):
+                    late_spark.stop()
         finally:
             with RucatClient(url, username="alice", password="alice-pw") as alice:
                 if engine_id is not None:
