@@ -124,6 +124,10 @@ def proxy_env(
     env = {
         "RUCAT_CONNECT_PORT": "0",
         "RUCAT_DATABASE__SQLITE__PATH": str(sqlite_path),
+        # These proxies are about forwarding and refusals: a call for an engine that is
+        # not Running is refused at once, not held while it starts (auto-start has its
+        # own tests, tests/integration/test_proxy_auto_start.py and tests/e2e).
+        "RUCAT_AUTO_START_ON_CONNECT": "false",
     }
     if bearer_token is not None:
         env["RUCAT_AUTH_PROVIDER__STATICAUTHPROVIDERCONFIG__BEARER_TOKEN"] = bearer_token
