@@ -44,3 +44,20 @@ def standalone_cluster() -> Iterator[StandaloneCluster]:
         yield shared_cluster()
     finally:
         stop_shared_clusters()
+
+
+@pytest.fixture(autouse=True)
+def _forget_spark_sessions() -> Iterator[None]:
+    """pyspark keeps the first session created as the process's default and active
+    one until it is stopped, and `udf()` asks that session for a conf. A session a
+    test left open to an engine or server that has since gone would then make a
+    later test's `udf()` retry for minutes against a closed port. Forget them."""
+    yield
+    import sys
+
+    session_module = sys.modules.get("pyspark.sql.connect.session")
+    if session_module is None:
+        return
+    connect_session = session_module.SparkSession
+    connect_session._default_session = None
+    connect_session._active_session.session = None
