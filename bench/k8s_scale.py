@@ -47,7 +47,7 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.observation import Ready
 from rucat.domain.state import EngineState
 from rucat.monitor.runner import build_monitor
-from rucat.platforms.kubernetes import KubernetesPlatform
+from rucat.platforms.kubernetes.platform import KubernetesPlatform
 from rucat.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import pytest
 
 from rucat.config import LocalPlatformConfig
 from rucat.domain.state import EngineState
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local.platform import LocalPlatform
 from tests.integration.conftest import SPARK, Api, StartApi, force_state
 
 S = EngineState

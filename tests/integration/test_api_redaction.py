@@ -8,7 +8,7 @@ from pathlib import Path
 from rucat.config import LocalPlatformConfig
 from rucat.domain.redaction import REDACTED
 from rucat.domain.state import EngineState as S
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local.platform import LocalPlatform
 from tests.integration.conftest import Api, StartApi, force_state
 
 SECRET = "wJalrXUtnFEMI-K7MDENG"

@@ -21,8 +21,8 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.reconcile import Timing
 from rucat.domain.state import EngineState
 from rucat.monitor.reconciler import Monitor
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms.kubernetes import KubernetesPlatform
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes.platform import KubernetesPlatform
 from rucat.store import EngineStore, open_store
 from tests.conftest import FakeClock
 from tests.integration.test_kubernetes_monitor import NS, fake

@@ -18,8 +18,8 @@ import pytest
 from celpy import celtypes
 
 from rucat.config import KubernetesPlatformConfig
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms import k8s_security as sec
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes import security as sec
 from tests.integration.test_helm_chart import NAMESPACE, Rendered, helm, render  # noqa: F401
 
 Obj = dict[str, Any]

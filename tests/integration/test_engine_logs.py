@@ -22,7 +22,7 @@ from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
 from rucat.domain.state import EngineState
 from rucat.monitor.runner import build_monitor
 from rucat.platforms import Pending, files
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local.platform import LocalPlatform
 from rucat.store import EngineStore
 from tests.conftest import FakeClock
 from tests.integration.conftest import Api, running_api

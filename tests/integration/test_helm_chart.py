@@ -34,9 +34,9 @@ from tools.get_helm import HelmUnavailable, helm_path
 from rucat.config import RucatConfig, load_config
 from rucat.domain.engine import Engine, EngineType, new_engine_id
 from rucat.domain.state import EngineState
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms import k8s_security as sec
-from rucat.platforms.k8s_rbac import DRIVER_RULES, MONITOR_RULES
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes import security as sec
+from rucat.platforms.kubernetes.rbac import DRIVER_RULES, MONITOR_RULES
 from tests.integration.test_dockerfile import (
     DOCKERFILE,
     final_stage,

@@ -22,9 +22,9 @@ from rucat.domain.engine import Engine, EngineType, new_engine_id
 from rucat.domain.errors import PlatformError
 from rucat.domain.observation import Failed, Observation, Pending, Ready
 from rucat.domain.state import EngineState
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms import k8s_security as sec
-from rucat.platforms.kubernetes import KubernetesPlatform
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes import security as sec
+from rucat.platforms.kubernetes.platform import KubernetesPlatform
 from tests.support import eventually
 from tests.support.fake_kube import FakeKube
 from tests.support.fake_kube_rules import RESTRICTED

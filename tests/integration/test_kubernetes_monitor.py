@@ -20,8 +20,8 @@ from rucat.domain.reconcile import Timing
 from rucat.domain.redaction import REDACTED
 from rucat.domain.state import EngineState, UserAction
 from rucat.monitor.reconciler import Monitor
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms.kubernetes import KubernetesPlatform
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes.platform import KubernetesPlatform
 from rucat.server.actions import apply_user_action
 from rucat.store import EngineStore, open_store
 from tests.support import eventually

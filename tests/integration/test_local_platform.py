@@ -27,8 +27,8 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError
 from rucat.engines import spark
 from rucat.platforms import Absent, Failed, Pending, Ready, files
-from rucat.platforms import process as proc
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local import process as proc
+from rucat.platforms.local.platform import LocalPlatform
 from tests.support import eventually, require_java
 from tests.support.fake_spark import FAKE_VERSION, make_fake_spark_home
 from tests.support.platforms import is_process, local_client_url, local_server_pids

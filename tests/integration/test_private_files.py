@@ -19,8 +19,8 @@ import pytest
 from rucat.config import DatabaseConfig, LocalPlatformConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.platforms import Failed
-from rucat.platforms import process as proc
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local import process as proc
+from rucat.platforms.local.platform import LocalPlatform
 from rucat.store import open_store
 from tests.support import eventually
 from tests.support.fake_spark import FAKE_VERSION, make_fake_spark_home

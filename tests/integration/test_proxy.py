@@ -37,7 +37,7 @@ from rucat.config import DatabaseConfig, LocalPlatformConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine, new_engine_id
 from rucat.domain.observation import Ready
 from rucat.domain.state import EngineState
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local.platform import LocalPlatform
 from rucat.store import EngineStore, open_store
 from tests.support import require_java
 from tests.support.proxy import ProxyProcess, proxy_env

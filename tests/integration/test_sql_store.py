@@ -33,8 +33,8 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError, InvalidRequest, StoreUnavailable
 from rucat.domain.state import EngineState
 from rucat.store import EngineStore, open_store
-from rucat.store.sql import SqlEngineStore
-from rucat.store.sql_schema import SCHEMA_REVISION, VERSION_TABLE, metadata
+from rucat.store.sql.schema import SCHEMA_REVISION, VERSION_TABLE, metadata
+from rucat.store.sql.store import SqlEngineStore
 from tests.support import free_port, require_postgres
 from tests.support.postgres import PASSWORD, PostgresServer
 
@@ -96,7 +96,7 @@ def test_schema_revision_constant_is_the_newest_migration() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from rucat.store.sql_dialects import MIGRATIONS_DIR
+    from rucat.store.sql.dialects import MIGRATIONS_DIR
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -163,7 +163,7 @@ async def test_engines_stored_before_owners_upgrade_to_engines_without_owner_or_
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
-    from rucat.store.sql_dialects import MIGRATIONS_DIR
+    from rucat.store.sql.dialects import MIGRATIONS_DIR
 
     config, url = fresh_config
     engine = create_async_engine(url)

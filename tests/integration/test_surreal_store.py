@@ -34,8 +34,8 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError, EngineNotFound, StoreConflict, StoreUnavailable
 from rucat.domain.state import EngineState
 from rucat.store import open_store
-from rucat.store.surreal import SurrealEngineStore
-from rucat.store.surreal_conn import parse_uri
+from rucat.store.surreal.connection import parse_uri
+from rucat.store.surreal.store import SurrealEngineStore
 from tests.support import free_port
 
 S = EngineState
@@ -244,7 +244,7 @@ _WRITER = textwrap.dedent(
     from datetime import UTC, datetime
     from rucat.config import SurrealConfig
     from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
-    from rucat.store.surreal import SurrealEngineStore
+    from rucat.store.surreal.store import SurrealEngineStore
 
     async def main() -> None:
         store = await SurrealEngineStore.open(SurrealConfig(uri=sys.argv[1]))

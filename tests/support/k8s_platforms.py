@@ -29,8 +29,8 @@ import pytest
 from rucat.config import KubernetesPlatformConfig
 from rucat.domain.engine import Engine
 from rucat.platforms import Platform
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms.kubernetes import KubernetesPlatform
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes.platform import KubernetesPlatform
 from tests.support.fake_kube import FakeKube
 from tests.support.fake_kube_rules import RESTRICTED
 

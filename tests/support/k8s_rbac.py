@@ -3,7 +3,7 @@ rules describe (the Helm chart renders the real ones from the same DRIVER_RULES)
 
 from __future__ import annotations
 
-from rucat.platforms.k8s_rbac import DRIVER_RULES, Manifest
+from rucat.platforms.kubernetes.rbac import DRIVER_RULES, Manifest
 
 
 def driver_rbac_manifests(namespace: str, service_account: str) -> list[Manifest]:

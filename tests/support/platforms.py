@@ -21,7 +21,7 @@ from rucat.config import LocalPlatformConfig, StandalonePlatformConfig
 from rucat.domain.engine import Engine
 from rucat.engines.spark import app_name
 from rucat.platforms import Platform
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local.platform import LocalPlatform
 from rucat.platforms.standalone import StandalonePlatform
 from tests.support import k8s_platforms as k8s
 from tests.support import require_java
@@ -174,7 +174,7 @@ PLATFORMS: list[tuple[str, PlatformUnderTest]] = [
 
 def is_process(pid: int, started: int) -> bool:
     """Whether the process (pid, start time) still runs (zombies do not)."""
-    from rucat.platforms.process import read_stat
+    from rucat.platforms.local.process import read_stat
 
     stat = read_stat(pid)
     return stat is not None and stat.start_time == started and stat.running

@@ -15,8 +15,8 @@ from rucat.config import KubernetesPlatformConfig
 from rucat.domain.engine import Engine, EngineType, new_engine_id
 from rucat.domain.errors import PlatformRejected
 from rucat.domain.state import EngineState
-from rucat.platforms import k8s_manifests as m
-from rucat.platforms import k8s_security as sec
+from rucat.platforms.kubernetes import manifests as m
+from rucat.platforms.kubernetes import security as sec
 from tests.support.k8s_rbac import driver_rbac_manifests
 
 #: The Kubernetes version whose schema the manifests must satisfy.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rucat.domain.observation import Failed, Pending, Ready, Unknown
-from rucat.platforms.k8s_status import observe_pod
+from rucat.platforms.kubernetes.status import observe_pod
 
 EP = "sc://rucat-spark-x.ns.svc:15002"
 

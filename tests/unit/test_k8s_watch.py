@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rucat.domain.observation import Observation, Pending, Ready
-from rucat.platforms.k8s_manifests import ENGINE_ID_LABEL
-from rucat.platforms.k8s_watch import PodCache
+from rucat.platforms.kubernetes.manifests import ENGINE_ID_LABEL
+from rucat.platforms.kubernetes.watch import PodCache
 
 
 def pod(engine_id: str, uid: str, version: int, phase: str = "Pending") -> dict[str, Any]:

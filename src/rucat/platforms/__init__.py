@@ -70,7 +70,7 @@ class Platform(Protocol):
 def open_platform(config: PlatformConfig, *, data_dir: Path) -> Platform:
     """The configured platform; raises ConfigError."""
     if config.Local is not None:
-        from rucat.platforms.local import LocalPlatform
+        from rucat.platforms.local.platform import LocalPlatform
 
         return LocalPlatform(config.Local, data_dir=data_dir)
     if config.Standalone is not None:
@@ -79,7 +79,7 @@ def open_platform(config: PlatformConfig, *, data_dir: Path) -> Platform:
         return StandalonePlatform(config.Standalone, data_dir=data_dir)
     if config.Kubernetes is not None:
         try:
-            from rucat.platforms.kubernetes import KubernetesPlatform
+            from rucat.platforms.kubernetes.platform import KubernetesPlatform
         except ImportError as e:
             raise ConfigError("the Kubernetes platform is not available in this build") from e
         return KubernetesPlatform(config.Kubernetes)

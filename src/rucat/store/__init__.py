@@ -129,16 +129,16 @@ class EngineStore(Protocol):
 async def open_store(config: DatabaseConfig) -> EngineStore:
     """Open (and migrate) the configured store; raises ConfigError/StoreUnavailable."""
     if config.Sqlite is not None:
-        from rucat.store.sql import SqlEngineStore
+        from rucat.store.sql.store import SqlEngineStore
 
         return await SqlEngineStore.open_sqlite(config.Sqlite)
     if config.Postgres is not None:
-        from rucat.store.sql import SqlEngineStore
+        from rucat.store.sql.store import SqlEngineStore
 
         return await SqlEngineStore.open_postgres(config.Postgres)
     if config.Surreal is not None:
         try:
-            from rucat.store.surreal import SurrealEngineStore
+            from rucat.store.surreal.store import SurrealEngineStore
         except ImportError as e:
             raise ConfigError("the SurrealDB store is not available in this build") from e
         return await SurrealEngineStore.open(config.Surreal)

@@ -30,7 +30,7 @@ from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import ConfigError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Ready, Unknown
 from rucat.engines import spark
-from rucat.platforms.local import LocalPlatform
+from rucat.platforms.local.platform import LocalPlatform
 from rucat.platforms.standalone.master import MasterClient, MasterUnreachable, MasterView
 from rucat.platforms.standalone.status import (
     MasterTrouble,

@@ -1,7 +1,7 @@
 """Engines as Kubernetes driver pods: the Kubernetes Platform.
 
 Each engine is a Secret, a headless Service, a NetworkPolicy and a driver Pod
-named after its id (see k8s_manifests), so every action is idempotent: start()
+named after its id (see kubernetes.manifests), so every action is idempotent: start()
 treats 409 AlreadyExists as "adopt what is there" and never makes a second
 pod; stop() treats 404 as done.
 
@@ -11,7 +11,7 @@ Rucat created is recorded on the engine's Secret, which no driver may write,
 and a pod is only ever taken for an engine when its uid is the recorded one. A
 monitor that restarts (or another monitor) learns the uid from the Secret; a
 pod holding the driver's name without it is removed at start and reported as
-a failure, never adopted. Observation is watch-driven (k8s_watch): inspect()
+a failure, never adopted. Observation is watch-driven (kubernetes.watch): inspect()
 answers from memory, so idle engines cost no API calls; only a miss (which
 may mean "gone") is confirmed with one direct read before saying Absent.
 
@@ -40,13 +40,13 @@ from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Unknown
 from rucat.platforms import files
-from rucat.platforms import k8s_manifests as manifests
-from rucat.platforms.k8s_errors import as_api_error, status_code, status_message
-from rucat.platforms.k8s_security import network_policy_name
-from rucat.platforms.k8s_status import observe_pod
-from rucat.platforms.k8s_watch import PodCache
+from rucat.platforms.kubernetes import manifests as manifests
+from rucat.platforms.kubernetes.errors import as_api_error, status_code, status_message
+from rucat.platforms.kubernetes.security import network_policy_name
+from rucat.platforms.kubernetes.status import observe_pod
+from rucat.platforms.kubernetes.watch import PodCache
 
-log = logging.getLogger("rucat.platforms.kubernetes")
+log = logging.getLogger("rucat.platforms.kubernetes.platform")
 
 #: Engine ids buffered per changes() consumer; beyond that, ids are dropped
 #: (the monitor's periodic check still finds every engine).

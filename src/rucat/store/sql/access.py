@@ -1,4 +1,4 @@
-"""Owners, grants and quotas in the SQL store: the query pieces `rucat.store.sql` uses.
+"""Owners, grants and quotas in the SQL store: the query pieces `rucat.store.sql.store` uses.
 
 Grants are rows of `rucat_engine_grants`, read for a whole page of engines in
 one query. Visibility is a WHERE clause, so paging stays exact. A quota is
@@ -25,7 +25,7 @@ from sqlalchemy import (
 from rucat.domain.access import VisibleTo
 from rucat.domain.engine import Engine
 from rucat.domain.quota import INACTIVE_STATES, check_active_limit
-from rucat.store.sql_schema import (
+from rucat.store.sql.schema import (
     engine_from_row,
     engine_grants,
     engines,

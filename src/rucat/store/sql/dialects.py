@@ -2,7 +2,7 @@
 
 `sqlite_engine()` and `postgres_engine()` turn a config into a `Runner`
 that executes one synchronous SQLAlchemy Core function per store operation,
-set up for the store's invariants (see rucat.store.sql):
+set up for the store's invariants (see rucat.store.sql.store):
 
 * SQLite: pysqlite in a small thread pool (one thread hop per operation), WAL
   mode, a busy timeout, foreign keys, and Rucat's own BEGIN, so that write
@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.errors import ConfigError, StoreUnavailable
-from rucat.store.sql_notify import ListenConnector
+from rucat.store.changes import ListenConnector
 
 log = logging.getLogger(__name__)
 

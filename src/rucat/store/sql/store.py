@@ -3,8 +3,8 @@
 SQLAlchemy 2 Core. Each operation is one synchronous function over a
 Connection, run without blocking the event loop: on SQLite in a worker
 thread (pysqlite), on PostgreSQL through asyncpg. How each database is
-connected lives in `sql_dialects`, the tables in `sql_schema`, wake-ups in
-`sql_notify`; the schema is created and upgraded by Alembic at open
+connected lives in `dialects`, the tables in `schema`, wake-ups in
+`rucat.store.changes`; the schema is created and upgraded by Alembic at open
 (`migrations/`).
 
 Invariants:
@@ -76,16 +76,16 @@ from rucat.domain.errors import (
 )
 from rucat.domain.quota import becomes_active
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
-from rucat.store.sql_access import check_quota, visible, with_grants
-from rucat.store.sql_dialects import (
+from rucat.store.changes import CHANNEL, ChangeFeed
+from rucat.store.sql.access import check_quota, visible, with_grants
+from rucat.store.sql.dialects import (
     MIGRATION_LOCK_KEY,
     SqlDatabase,
     postgres_engine,
     sqlite_engine,
     upgrade_to_head,
 )
-from rucat.store.sql_notify import CHANNEL, ChangeFeed
-from rucat.store.sql_schema import (
+from rucat.store.sql.schema import (
     SCHEMA_REVISION,
     VERSION_TABLE,
     UtcDateTime,
@@ -97,7 +97,7 @@ from rucat.store.sql_schema import (
     grant_rows,
     utc,
 )
-from rucat.store.sql_tokens import SqlTokens
+from rucat.store.sql.tokens import SqlTokens
 
 __all__ = ["SqlEngineStore"]
 
@@ -491,7 +491,7 @@ class SqlEngineStore(SqlTokens):
         ErrorWaitToClean), such as a user's STOP. A monitor's own progress is
         not announced: NOTIFY serialises PostgreSQL commits, so it is kept off
         the hot path. Ids may come late, twice or never (see
-        rucat.store.sql_notify); on PostgreSQL they include other processes'
+        rucat.store.changes); on PostgreSQL they include other processes'
         writes.
         """
         return self._feed.subscribe()

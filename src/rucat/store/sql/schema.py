@@ -1,7 +1,7 @@
 """The SQL tables of the engine store, and how an Engine maps to a row.
 
 This is the schema queries are built against. The database itself is created
-and upgraded by the Alembic scripts in `rucat/store/migrations/`; a test
+and upgraded by the Alembic scripts in `rucat/store/sql/migrations/`; a test
 compares the two so they cannot drift apart.
 
 Timestamps are stored in UTC with microseconds: `timestamptz` on PostgreSQL,
@@ -42,7 +42,7 @@ from rucat.domain.state import EngineState
 #: Alembic's bookkeeping table; prefixed so Rucat can share a database.
 VERSION_TABLE = "rucat_schema_version"
 
-#: The newest migration in rucat/store/migrations/versions. A store opening a
+#: The newest migration in rucat/store/sql/migrations/versions. A store opening a
 #: database already at this revision skips Alembic (and its import) entirely;
 #: a test checks this equals Alembic's head.
 SCHEMA_REVISION = "0004"

@@ -16,7 +16,7 @@ Same contract as the SQL store (one suite runs on both). How it holds here:
   transactions writing one record: measured here, 20 racing CAS updates of one
   revision let two commit in 1-10% of races, and a CAS update racing a CAS
   delete both committed in 3-15%. So embedded writes are serialised in-process
-  (surreal_embedded; its file lock makes the process the only writer), which
+  (surreal.embedded; its file lock makes the process the only writer), which
   makes every CAS exact.
 - Guards: every write of an engine also writes (never deletes)
   `rucat_guard:<id>` in the same transaction. Any two writes of one engine on
@@ -58,15 +58,15 @@ from rucat.domain.errors import (
 )
 from rucat.domain.quota import INACTIVE_STATES, becomes_active
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
-from rucat.store.sql_notify import ChangeFeed
-from rucat.store.surreal_conn import (
+from rucat.store.changes import ChangeFeed
+from rucat.store.surreal.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_QUERY_TIMEOUT,
     DEFAULT_RETRY_WINDOW,
     QueryFailed,
     SurrealConnection,
 )
-from rucat.store.surreal_tokens import TABLES_OF_TOKENS, SurrealTokens
+from rucat.store.surreal.tokens import TABLES_OF_TOKENS, SurrealTokens
 
 __all__ = ["SurrealEngineStore"]
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import RowMapping
 
 from rucat.domain.errors import TokenNotFound
 from rucat.domain.token import AccessToken
-from rucat.store.sql_schema import access_tokens, utc
+from rucat.store.sql.schema import access_tokens, utc
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from surrealdb import RecordID
 
 from rucat.domain.errors import StoreConflict, StoreUnavailable, TokenNotFound
 from rucat.domain.token import AccessToken
-from rucat.store.surreal_conn import QueryFailed, SurrealConnection
+from rucat.store.surreal.connection import QueryFailed, SurrealConnection
 
 TABLES_OF_TOKENS = """
 DEFINE TABLE IF NOT EXISTS rucat_token SCHEMAFULL;

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from rucat.config import SurrealConfig
 from rucat.domain.errors import ConfigError, RucatError, StoreUnavailable
-from rucat.store import surreal_embedded
+from rucat.store.surreal import embedded as surreal_embedded
 
 T = TypeVar("T")
 

@@ -35,7 +35,7 @@ from rucat.engines.spark import (
     properties_text,
     reserved_confs,
 )
-from rucat.platforms.k8s_security import (
+from rucat.platforms.kubernetes.security import (
     EXECUTOR_CONTAINER,
     EXECUTOR_TEMPLATE_KEY,
     container_security_context,

@@ -1,4 +1,4 @@
-"""Alembic environment: migrate over the connection `rucat.store.sql` hands in.
+"""Alembic environment: migrate over the connection `rucat.store.sql.store` hands in.
 
 The caller opens the transaction (and takes the migration lock) itself, so
 Alembic runs inside it: a failed upgrade leaves nothing half-applied, and two
@@ -10,12 +10,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from rucat.store.sql_schema import VERSION_TABLE, metadata
+from rucat.store.sql.schema import VERSION_TABLE, metadata
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
     raise RuntimeError(
-        "Rucat's migrations run through rucat.store.sql, which hands in a connection"
+        "Rucat's migrations run through rucat.store.sql.store, which hands in a connection"
     )
 
 context.configure(

@@ -49,7 +49,8 @@ from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected, RucatError
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
 from rucat.engines import spark
-from rucat.platforms import files, process
+from rucat.platforms import files
+from rucat.platforms.local import process
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from lightkube.resources.core_v1 import Pod
 
 from rucat.domain.engine import EngineId
 from rucat.domain.observation import Observation
-from rucat.platforms.k8s_errors import status_code
-from rucat.platforms.k8s_manifests import DRIVER_SELECTOR, ENGINE_ID_LABEL
+from rucat.platforms.kubernetes.errors import status_code
+from rucat.platforms.kubernetes.manifests import DRIVER_SELECTOR, ENGINE_ID_LABEL
 
-log = logging.getLogger("rucat.platforms.kubernetes")
+log = logging.getLogger("rucat.platforms.kubernetes.platform")
 
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 30.0

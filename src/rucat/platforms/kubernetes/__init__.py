@@ -1,0 +1,1 @@
+"""The Kubernetes platform: an engine is a driver pod and its service."""

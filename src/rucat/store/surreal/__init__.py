@@ -1,0 +1,1 @@
+"""The SurrealDB store, embedded or remote."""
