@@ -71,10 +71,10 @@ async def test_health_answers_while_an_engines_log_tail_is_being_saved(
     tmp_path: Path, store: EngineStore
 ) -> None:
     async with rucat_up(tmp_path, store) as api:
-        engine_id = await api.create(version=FAKE_VERSION)
+        engine_id = await api.create(version=FAKE_VERSION, configs={"rucat.test.mode": "tcp"})
 
         async def started() -> bool:
-            # The stand-in never speaks Spark Connect: it stays StartInProgress.
+            # This stand-in never speaks Spark Connect: it stays StartInProgress.
             return await state_of(api, engine_id) is EngineState.StartInProgress
 
         await eventually(started, timeout=30, what="StartInProgress")

@@ -157,10 +157,30 @@ async def test_check_passes_with_java_and_spark_homes(tmp_path: Path, fake_home:
 # --- the process group ------------------------------------------------------
 
 
-async def test_an_open_port_without_spark_connect_is_pending_not_ready(
+async def test_an_engine_is_ready_once_its_connect_server_answers_with_the_engines_token(
     tmp_path: Path, fake_home: Path
 ) -> None:
     platform, e = make_platform(tmp_path, fake_home), engine()
+    try:
+        await platform.start(engine=e)
+        ready = await wait_for(platform, e, Ready)
+        assert isinstance(ready, Ready)
+        target = ready.endpoint.removeprefix("sc://")
+        assert e.connect_token is not None
+        version = await spark.connect_version(target, token=e.connect_token, timeout=10)
+        assert version == "9.9.9"
+        for wrong in ("not-the-token", None):  # as Spark's server: refused, not unavailable
+            with pytest.raises(PermissionError, match="Invalid authentication token"):
+                await spark.connect_version(target, token=wrong, timeout=10)
+    finally:
+        await platform.forget(engine=e)
+    assert processes_naming(e) == []
+
+
+async def test_an_open_port_without_spark_connect_is_pending_not_ready(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    platform, e = make_platform(tmp_path, fake_home), engine(**{"rucat.test.mode": "tcp"})
     try:
         await platform.start(engine=e)
 
@@ -274,7 +294,8 @@ async def test_concurrent_starts_from_two_monitors_start_one_engine(
 async def test_an_engine_whose_supervisor_died_is_still_adopted_and_stopped(
     tmp_path: Path, fake_home: Path
 ) -> None:
-    platform, e = make_platform(tmp_path, fake_home), engine()
+    # A port that never answers: the engine stays Pending, whoever looks.
+    platform, e = make_platform(tmp_path, fake_home), engine(**{"rucat.test.mode": "tcp"})
     await platform.start(engine=e)
     await eventually(lambda: running(e), timeout=30, what="the fake engine")
     supervisor = run_file(tmp_path, e)["pid"]

@@ -1,60 +1,72 @@
-"""A stand-in spark-submit: a real process that behaves as a test asks, in milliseconds.
+"""A stand-in Spark: real processes that behave as a test asks, in milliseconds, no Java.
 
 Named as a SPARK_HOME in a Local platform's config (``spark_homes``) under
-FAKE_VERSION, it lets tests make an engine serve, exit or ignore SIGTERM
-without starting a JVM.
+FAKE_VERSION, the Local platform runs its ``bin/spark-submit`` exactly as it
+runs Spark's (same argv, properties file, supervisor, log). By default that
+is a tiny real Spark Connect gRPC server (tests/support/fake_spark_server.py)
+that answers the monitor's readiness probe and honours the engine's token, so
+engines go Running, stop, die and are adopted for real; confs make it exit,
+ignore SIGTERM, flood its log or open a port that never speaks Spark Connect.
+
+The home also has a ``bin/java`` (it only prints a version), so a Local
+platform with ``java_home`` set to the home passes its checks where no Java
+is installed: `fake_local_config` gives both settings.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 FAKE_VERSION = "9.9.9"
 
-#: A stand-in spark-submit. The conf `rucat.test.mode` (from its properties file
-#: or a --conf) picks what it does:
-#: serve (default) opens a plain TCP port (no Spark Connect) and logs it as the
-#: Connect port; exit:N exits with N; stubborn also ignores SIGTERM and has a child;
-#: flood:N prints N lines of 1 KiB ("flood 00000000 zzz...") first, then serves.
-FAKE_SPARK_SUBMIT = """\
-#!{python}
-import os, signal, socket, subprocess, sys, time
-args = sys.argv[1:]
-confs = {{}}
-if "--properties-file" in args:  # as spark-submit: the file, then --conf over it
-    with open(args[args.index("--properties-file") + 1]) as f:
-        for line in f:
-            if "=" in line and not line.startswith("#"):
-                key, value = line.rstrip("\\n").split("=", 1)
-                confs[key] = value.replace(chr(92), "")  # test values: escapes only
-confs.update(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
-mode = confs.get("rucat.test.mode", "serve")
-conf_dir = os.environ.get("SPARK_CONF_DIR", "")
-print("fake spark-submit", os.getpid(), "SPARK_CONF_DIR=" + conf_dir, flush=True)
-if mode.startswith("exit:"):
-    print("fake: giving up", file=sys.stderr, flush=True)
-    sys.exit(int(mode[5:]))
-if mode.startswith("flood:"):  # N lines of 1 KiB before serving
-    for n in range(int(mode[6:])):
-        print(f"flood {{n:08}} " + "z" * 1008, flush=n % 64 == 0)
-if mode == "stubborn":
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-server = socket.socket()
-server.bind(("127.0.0.1", 0))
-server.listen()
-port = server.getsockname()[1]
-print(f"INFO SparkConnectServer: Spark Connect server started at: 127.0.0.1:{{port}}", flush=True)
-time.sleep(3600)
+_SERVER = Path(__file__).with_name("fake_spark_server.py")
+
+_JAVA = """\
+#!/bin/sh
+echo 'openjdk version "17.0.0" (rucat fake java: runs nothing)' >&2
 """
 
 
 def make_fake_spark_home(folder: Path) -> Path:
-    """A SPARK_HOME under `folder` whose bin/spark-submit is FAKE_SPARK_SUBMIT."""
+    """A SPARK_HOME under `folder` whose bin/spark-submit is the fake Spark Connect
+    server (see tests/support/fake_spark_server.py for the modes it takes)."""
     home = folder / "fake-spark"
     (home / "bin").mkdir(parents=True)
     script = home / "bin" / "spark-submit"
-    script.write_text(FAKE_SPARK_SUBMIT.format(python=sys.executable))
+    script.write_text(f"#!{sys.executable}\n" + _SERVER.read_text(encoding="utf-8"))
     script.chmod(0o755)
+    java = home / "bin" / "java"
+    java.write_text(_JAVA)
+    java.chmod(0o755)
     return home
+
+
+def fake_local_config(folder: Path, **fields: Any) -> dict[str, Any]:
+    """The ``platform`` section of a config file (JSON) whose Local platform runs
+    FAKE_VERSION engines on a fake SPARK_HOME made under `folder`, with its fake
+    Java. `fields` are further LocalPlatformConfig keys."""
+    home = make_fake_spark_home(folder)
+    return {"Local": {"spark_homes": {FAKE_VERSION: str(home)}, "java_home": str(home), **fields}}
+
+
+def fake_server_pids(engine_id: str) -> list[int]:
+    """Pids of live fake Spark Connect servers of the engine (not their supervisors,
+    not a stubborn one's child), found by scanning /proc."""
+    marker = engine_id.encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state = stat.rpartition(")")[2].split()[0]
+        is_fake = len(args) > 1 and args[1].endswith(b"fake-spark/bin/spark-submit")
+        if is_fake and any(marker in a for a in args) and state not in ("Z", "X"):
+            pids.append(int(entry))
+    return pids
