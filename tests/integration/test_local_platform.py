@@ -10,6 +10,7 @@ stays out of every command line and environment, and what a `kill -9` says.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -288,6 +289,25 @@ async def test_concurrent_starts_from_two_monitors_start_one_engine(
         assert len(groups_naming(e)) == 1
     finally:
         await first.forget(engine=e)
+    assert processes_naming(e) == []
+
+
+async def test_a_start_that_cannot_record_its_process_ends_it_and_fails(
+    tmp_path: Path, fake_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine whose run record cannot be written could never be adopted or
+    stopped, and each retry of the monitor would start one more: none is left."""
+    platform, e = make_platform(tmp_path, fake_home), engine()
+
+    def disk_full(path: Path, text: str) -> None:  # the OS's answer, not Rucat's
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(files, "write_atomically", disk_full)
+    with pytest.raises(OSError):
+        await platform.start(engine=e)
+    with pytest.raises(OSError):
+        await platform.start(engine=e)
+    assert groups_naming(e, supervisors=True) == set()
     assert processes_naming(e) == []
 
 

@@ -292,13 +292,32 @@ class LocalPlatform:
                 )
             except OSError as e:
                 raise PlatformError(f"cannot start the engine's supervisor: {e}") from e
+        try:
+            self._record_launch(engine.id, child, now=now, offset=offset, host=host)
+        except BaseException:
+            # Unrecorded, the group could never be adopted or stopped, and the
+            # monitor's retry would start another: end it before failing.
+            with contextlib.suppress(OSError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise
+
+    def _record_launch(
+        self,
+        engine_id: EngineId,
+        child: subprocess.Popen[bytes],
+        *,
+        now: datetime,
+        offset: int,
+        host: str,
+    ) -> None:
         started = process.start_time(child.pid)
         if started is None:  # exited already; it still was this process group
             child.wait()
             started = -1
-        self._children[engine.id] = child
+        self._children[engine_id] = child
         self._write_run(
-            engine.id,
+            engine_id,
             _Run(
                 pid=child.pid,
                 start_time=started,
