@@ -72,6 +72,7 @@ class EngineAction(enum.StrEnum):
     RESTART = "restart"
     DELETE = "delete"
     PERMISSIONS = "permissions"
+    SPARK_UI = "spark_ui"
 
 
 #: The level each action needs.
@@ -84,6 +85,7 @@ REQUIRED_LEVEL: dict[EngineAction, AccessLevel] = {
     EngineAction.RESTART: AccessLevel.MANAGE,
     EngineAction.DELETE: AccessLevel.MANAGE,
     EngineAction.PERMISSIONS: AccessLevel.MANAGE,
+    EngineAction.SPARK_UI: AccessLevel.ATTACH,
 }
 
 

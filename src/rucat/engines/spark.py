@@ -48,13 +48,17 @@ _COMMON_RESERVED = frozenset(
         "spark.connect.authenticate.token",
         "spark.master",
         "spark.submit.deployMode",
+        # The Spark UI is served under Rucat's /engine/<id>/sparkui/ (server/sparkui.py).
+        "spark.ui.proxyBase",
     }
 )
 
 _RESERVED: dict[str, frozenset[str]] = {
     # Local processes: Rucat also chooses where the driver binds and advertises.
-    "Local": _COMMON_RESERVED | {"spark.driver.host", "spark.driver.bindAddress"},
-    "Standalone": _COMMON_RESERVED | {"spark.driver.host", "spark.driver.bindAddress"},
+    # The UI binds a free port (0) that is read from the log like the Connect port.
+    "Local": _COMMON_RESERVED | {"spark.driver.host", "spark.driver.bindAddress", "spark.ui.port"},
+    "Standalone": _COMMON_RESERVED
+    | {"spark.driver.host", "spark.driver.bindAddress", "spark.ui.port"},
     # Kubernetes: the seed's six, plus the endpoint, what names the pods, and the
     # ports the driver's service and network rules are built on.
     "Kubernetes": _COMMON_RESERVED
@@ -82,6 +86,12 @@ _RESERVED: dict[str, frozenset[str]] = {
 _BOUND_PORT_RES = (
     re.compile(r"Spark Connect server started at: \S*:(\d+)"),
     re.compile(r"Successfully started service '[^']*SparkConnectService[^']*' on port (\d+)"),
+)
+
+#: Lines of the driver's log that name the port its Spark UI bound.
+_BOUND_UI_PORT_RES = (
+    re.compile(r"Successfully started service 'SparkUI' on port (\d+)"),
+    re.compile(r"Bound SparkUI to \S+, and started at https?://\S*:(\d+)"),
 )
 
 
@@ -247,6 +257,8 @@ def spark_defaults_text(spark_home: Path, conf_dir: Path | None = None) -> str:
 
 #: The logger of the line that names the bound Connect port (see `bound_connect_port`).
 CONNECT_SERVER_LOGGER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+#: The logger of the line that names the Spark UI's bound port (see `bound_ui_port`).
+SPARK_UI_LOGGER = "org.apache.spark.ui.SparkUI"
 _LOG4J2_CONFIG_FILES = (
     "log4j2.properties",
     "log4j2.xml",
@@ -272,7 +284,7 @@ def has_log4j2_config(conf_dir: Path) -> bool:
 
 
 def log4j2_config_text(spark_home: Path) -> str:
-    """Spark's default log4j2 profile, with the Connect server's logger pinned at INFO.
+    """Spark's default log4j2 profile, with the Connect server's and the UI's loggers at INFO.
 
     Platforms read the bound port from that logger's line; pinned, it survives
     a user's quieter root level (``spark.log.level=WARN``). The profile is read
@@ -293,6 +305,9 @@ def log4j2_config_text(spark_home: Path) -> str:
         + "\n\n# Rucat reads the Spark Connect port from this logger's lines.\n"
         + f"logger.rucat_connect.name = {CONNECT_SERVER_LOGGER}\n"
         + "logger.rucat_connect.level = info\n"
+        + "# ... and the Spark UI's port from this one's.\n"
+        + f"logger.rucat_ui.name = {SPARK_UI_LOGGER}\n"
+        + "logger.rucat_ui.level = info\n"
     )
 
 
@@ -340,6 +355,22 @@ def bound_connect_port(log_text: str) -> int | None:
             if int(found.group(1)) != 0:
                 return int(found.group(1))
     return None
+
+
+def bound_ui_port(log_text: str) -> int | None:
+    """The port the driver's Spark UI bound, from its log; None before it logs it
+    (or when the UI is off). The first mention wins, as in `bound_connect_port`."""
+    for pattern in _BOUND_UI_PORT_RES:
+        for found in pattern.finditer(log_text):
+            if int(found.group(1)) != 0:
+                return int(found.group(1))
+    return None
+
+
+def ui_proxy_base(engine_id: EngineId) -> str:
+    """The path prefix under which Rucat serves the engine's Spark UI (its
+    ``spark.ui.proxyBase``: Spark writes its links under it)."""
+    return f"/engine/{engine_id}/sparkui"
 
 
 def probe_session_id(engine_id: EngineId) -> str:

@@ -64,6 +64,12 @@ class Platform(Protocol):
         with `files.left_out_marker`. Never blocks the event loop."""
         ...
 
+    async def ui_port(self, *, engine: Engine) -> int | None:
+        """The port of the engine's Spark UI on the host of its recorded endpoint;
+        None when it has none (not started, or spark.ui.enabled=false). Cheap
+        enough to call per request (the server's Spark UI proxy does)."""
+        ...
+
     async def close(self) -> None: ...
 
 

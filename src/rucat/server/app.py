@@ -68,6 +68,7 @@ from rucat.server.schemas import (
     Status,
     VersionsOut,
 )
+from rucat.server.sparkui import sparkui_router
 from rucat.server.tokens import token_router
 from rucat.store import EngineStore
 
@@ -413,6 +414,8 @@ def create_app(
                 )
             ],
         )
+
+    app.include_router(sparkui_router(store=store, platform=platform))
 
     app.mount("/ui/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
     app.include_router(

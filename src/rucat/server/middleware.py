@@ -7,7 +7,8 @@ request. In order, for each request:
    the open ones, and a foreign Origin on state-changing methods (403;
    drive-by requests from a web page). Decisions in domain/request_origin.py.
 1. Authenticate (every path but the open ones and the console, whose session
-   cookie is resolved here; its pages send a visitor without one to login) to
+   cookie is resolved here; its pages send a visitor without one to login; the
+   cookie also counts on the Spark UI paths, /engine/{id}/sparkui/...) to
    a Principal, kept in ``request.state.principal``; 401 with WWW-Authenticate, 503 when the
    provider cannot decide now.
 2. Read the body into memory up to `max_body_bytes`, whatever the framing
@@ -44,6 +45,7 @@ from rucat.server.auth import Authenticator
 from rucat.server.console.sessions import COOKIE, Sessions
 from rucat.server.errors import error_response, status_for
 from rucat.server.metrics import Metrics
+from rucat.server.sparkui import is_sparkui_path
 
 access_log = logging.getLogger("rucat.access")
 log = logging.getLogger("rucat.server")
@@ -182,6 +184,15 @@ class RequestMiddleware:
                 console_principal = ANONYMOUS_ADMIN
             state["principal"] = console_principal
             state["actor"] = console_principal.name if console_principal else None
+        elif (
+            self.sessions is not None
+            and is_sparkui_path(path)
+            and _header(scope, b"authorization") is None
+            and (session := self.sessions.find(_cookie(scope, COOKIE))) is not None
+        ):
+            # The console links to the engines' Spark UIs (GET and HEAD only):
+            # there its session cookie counts as the credentials.
+            principal = session.principal
         elif scope["path"] not in OPEN_PATHS:
             try:
                 principal = await self.authenticator.authenticate(_header(scope, b"authorization"))

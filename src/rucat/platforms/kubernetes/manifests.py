@@ -34,6 +34,7 @@ from rucat.engines.spark import (
     connect_server_argv,
     properties_text,
     reserved_confs,
+    ui_proxy_base,
 )
 from rucat.platforms.kubernetes.security import (
     EXECUTOR_CONTAINER,
@@ -215,6 +216,7 @@ def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, s
         "spark.driver.port": str(DRIVER_PORT),
         "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.ui.port": str(UI_PORT),
+        "spark.ui.proxyBase": ui_proxy_base(engine_id),
         "spark.driver.extraJavaOptions": "-Divy.cache.dir=/tmp -Divy.home=/tmp",
         "spark.connect.grpc.binding.port": str(CONNECT_PORT),
         # Executors are built from Rucat's template: restricted pod security, no token.

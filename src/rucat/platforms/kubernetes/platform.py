@@ -360,6 +360,12 @@ class KubernetesPlatform:
         finally:
             self._subscribers.discard(queue)
 
+    async def ui_port(self, *, engine: Engine) -> int | None:
+        """Port 4040 of the engine's Service (the driver binds spark.ui.port there)."""
+        if engine.configs.get("spark.ui.enabled", "true").strip().lower() == "false":
+            return None
+        return manifests.UI_PORT
+
     async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
         name = manifests.driver_pod_name(engine.id)
         # The kubelet caps a container's log (containerLogMaxSize, 10 MiB by

@@ -66,6 +66,8 @@ WATCH_PROBE_TIMEOUT = 1.0
 INSPECT_PROBE_TIMEOUT = 5.0
 #: Largest part of a run's log searched for the bound port.
 _PORT_SCAN_BYTES = 4 << 20
+#: Most runs whose Spark UI port is remembered (a bound on memory, not a tuning).
+_UI_PORT_CACHE = 4096
 _SUPERVISOR = Path(__file__).with_name("_supervise.py")
 _LOG, _OLDER_LOG, _RUN, _EXIT, _PROPS, _LOCK, _ROTATED = (
     "engine.log",
@@ -113,6 +115,8 @@ class LocalPlatform:
         self._reported_exit: set[EngineId] = set()
         self._subscribers: set[asyncio.Queue[EngineId]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        #: (engine id, supervisor pid, start time) -> its Spark UI port (None: no UI).
+        self._ui_ports: dict[tuple[EngineId, int, int], int | None] = {}
 
     # --- paths and small files -------------------------------------------------
 
@@ -239,6 +243,8 @@ class LocalPlatform:
         # on the command line, which every OS user can read in /proc/<pid>/cmdline.
         properties = {
             "spark.local.dir": str(folder / "tmp"),
+            # Any free port; ui_port() reads the one bound from the log.
+            "spark.ui.port": "0",
             **engine.configs,
             **spark.connect_properties(token=engine.connect_token, address=host, port=0),
         }
@@ -252,6 +258,7 @@ class LocalPlatform:
             "spark.app.name": spark.app_name(engine.id),
             "spark.driver.host": host,
             "spark.driver.bindAddress": host,
+            "spark.ui.proxyBase": spark.ui_proxy_base(engine.id),
         }
         argv = spark.connect_server_argv(
             spark_home, master=self._master, confs=confs, properties_file=folder / _PROPS
@@ -361,6 +368,14 @@ class LocalPlatform:
         """The port this run's Spark Connect server bound, from its log (cached in run.json)."""
         if run.port is not None:
             return run.port
+        port = spark.bound_connect_port(self._run_log_head(engine_id, run))
+        if port is not None:
+            with contextlib.suppress(OSError):  # only a cache
+                self._write_run(engine_id, replace(run, port=port))
+        return port
+
+    def _run_log_head(self, engine_id: EngineId, run: _Run) -> str:
+        """The first `_PORT_SCAN_BYTES` of this run's log ('' when there is none)."""
         folder = self._dir(engine_id)
         rotated = (folder / _ROTATED).exists()
         scanned = b""
@@ -373,11 +388,32 @@ class LocalPlatform:
                 f.seek(0 if rotated else run.log_offset)
                 scanned += f.read(_PORT_SCAN_BYTES)
         except FileNotFoundError:
+            return ""
+        return scanned.decode("utf-8", "replace")
+
+    async def ui_port(self, *, engine: Engine) -> int | None:
+        """The port the current run's Spark UI bound, read from its log.
+
+        Cached in memory per run, never in run.json: the server calls this too,
+        and a write racing a monitor's stop would bring a removed run.json back.
+        """
+        try:
+            run = self._read_run(engine.id)
+        except PlatformError:
             return None
-        port = spark.bound_connect_port(scanned.decode("utf-8", "replace"))
-        if port is not None:
-            with contextlib.suppress(OSError):  # only a cache
-                self._write_run(engine_id, replace(run, port=port))
+        if run is None:
+            return None
+        key = (engine.id, run.pid, run.start_time)
+        if key in self._ui_ports:
+            return self._ui_ports[key]
+        text = await asyncio.to_thread(self._run_log_head, engine.id, run)
+        port = spark.bound_ui_port(text)
+        # The UI starts before the Connect server: once Connect's port is in the
+        # log, a UI port that is not is never coming (spark.ui.enabled=false).
+        if port is not None or spark.bound_connect_port(text) is not None:
+            if len(self._ui_ports) >= _UI_PORT_CACHE:
+                self._ui_ports.clear()
+            self._ui_ports[key] = port
         return port
 
     def _failure_reason(self, engine_id: EngineId, run: _Run) -> str:

@@ -192,6 +192,9 @@ class StandalonePlatform:
     async def logs(self, *, engine: Engine, tail: int | None = None) -> str:
         return await self._drivers.logs(engine=engine, tail=tail)
 
+    async def ui_port(self, *, engine: Engine) -> int | None:
+        return await self._drivers.ui_port(engine=engine)  # the driver's own UI, on this host
+
     # --- changes ----------------------------------------------------------------
 
     async def changes(self) -> AsyncIterator[EngineId]:
