@@ -220,6 +220,23 @@ def test_connect_url_routes_through_the_proxy_with_the_token(server: Server) -> 
     assert checked["connect_url"].startswith("sc://localhost:15002/")
 
 
+def test_engine_ui_prints_the_spark_ui_url_through_the_server(server: Server) -> None:
+    engine_id = create(server, "with-a-ui")
+
+    result = cli(server, "engine", "ui", engine_id)
+
+    assert ok(result) == f"{server.url}/engine/{engine_id}/sparkui/\n"
+    assert "WaitToStart" in result.stderr and "not Running" in result.stderr
+    shown = as_json(cli(server, "engine", "ui", engine_id, "-o", "json"))
+    assert shown == {
+        "id": engine_id,
+        "state": "WaitToStart",
+        "spark_ui_url": f"{server.url}/engine/{engine_id}/sparkui/",
+    }
+    unknown = cli(server, "engine", "ui", "a0000000000000000000")
+    assert unknown.exit_code != 0 and "not found" in unknown.stderr
+
+
 def test_permissions_are_shown_and_replaced_with_grant_options(server: Server) -> None:
     engine_id = create(server, "shared")
 

@@ -9,7 +9,7 @@ from contextlib import aclosing
 import httpx
 import pytest
 
-from rucat.config import AuthProviderConfig, RucatConfig, UsersAuthConfig
+from rucat.config import AuthProviderConfig, QuotasConfig, RucatConfig, UsersAuthConfig
 from rucat.config import UserConfig as User
 from rucat.domain.state import EngineState
 from rucat.server.auth.users import hash_password
@@ -235,3 +235,40 @@ async def test_the_rest_api_still_takes_basic_auth_and_ignores_console_cookies(
         assert (await browser.get("/engines")).status_code == 401
         basic = await browser.get("/engines", auth=httpx.BasicAuth("alice", "alice-pw"))
         assert basic.status_code == 200
+
+
+async def test_the_engine_page_links_to_its_spark_ui_while_it_runs(api: Api) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as browser:
+        engine_id = await create(browser, "e")
+        link = f'href="/engine/{engine_id}/sparkui/"'
+        assert link not in (await browser.get(f"/ui/engine/{engine_id}")).text
+        await force_state(api.store, engine_id, EngineState.Running)
+        assert link in (await browser.get(f"/ui/engine/{engine_id}")).text
+        await force_state(api.store, engine_id, EngineState.WaitToTerminate)
+        assert link not in (await browser.get(f"/ui/engine/{engine_id}/live")).text
+
+
+async def test_console_create_and_restart_obey_the_callers_quota(start_api: StartApi) -> None:
+    config = USERS.model_copy(update={"quotas": QuotasConfig(max_active_engines_per_user=1)})
+    async with start_api(config=config) as api:
+        alice = await logged_in(api.url, "alice", "alice-pw")
+        async with aclosing(alice):
+            first = await create(alice, "first")
+            form = await alice.get("/ui/new")
+            refused = await alice.post(
+                "/ui/new",
+                data={"name": "second", "version": "4.0.1", "csrf_token": csrf_of(form.text)},
+            )
+            assert refused.status_code == 429
+            assert "quota exceeded: alice has 1 active engines" in refused.text
+            assert len(await api.store.list()) == 1
+            await force_state(api.store, first, EngineState.Terminated)
+            second = await create(alice, "second")
+            page = await alice.get(f"/ui/engine/{first}")
+            restart = await alice.post(
+                f"/ui/engine/{first}/restart", data={"csrf_token": csrf_of(page.text)}
+            )
+            assert restart.status_code == 303
+            assert "quota%20exceeded" in restart.headers["location"]
+            assert (await api.engine(first)).state is EngineState.Terminated
+            assert (await api.engine(second)).state is EngineState.WaitToStart

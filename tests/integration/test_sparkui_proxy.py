@@ -29,7 +29,6 @@ from rucat.platforms.local.platform import LocalPlatform
 from tests.integration.conftest import Api, StartApi, force_state
 from tests.integration.test_console import USERS, logged_in
 
-
 ALICE = httpx.BasicAuth("alice", "alice-pw")
 BOB = httpx.BasicAuth("bob", "bob-pw")
 

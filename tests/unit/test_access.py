@@ -80,6 +80,7 @@ ACTION_CASES: list[tuple[EngineAction, L]] = [
     (A.RESTART, L.MANAGE),
     (A.DELETE, L.MANAGE),
     (A.PERMISSIONS, L.MANAGE),
+    (A.SPARK_UI, L.ATTACH),
 ]
 
 

@@ -262,13 +262,16 @@ def test_spark_defaults_are_read_from_the_conf_dir_or_are_empty(tmp_path: Path) 
     assert spark.spark_defaults_text(tmp_path, other) == "c d\n"
 
 
-def test_rucats_log4j2_config_is_sparks_default_with_the_connect_logger_pinned() -> None:
+def test_rucats_log4j2_config_is_sparks_default_with_the_connect_and_ui_loggers_pinned() -> None:
     text = spark.log4j2_config_text(spark.bundled_spark_home())
     assert "rootLogger.level = info" in text
     assert "appender.console.target = SYSTEM_ERR" in text
-    assert text.endswith(
+    assert (
         f"logger.rucat_connect.name = {spark.CONNECT_SERVER_LOGGER}\n"
         "logger.rucat_connect.level = info\n"
+    ) in text
+    assert text.endswith(
+        f"logger.rucat_ui.name = {spark.SPARK_UI_LOGGER}\nlogger.rucat_ui.level = info\n"
     )
 
 
@@ -325,3 +328,22 @@ def test_engine_names_and_probe_sessions_derive_from_the_engine_id() -> None:
     session = spark.probe_session_id("abc123")
     assert session == spark.probe_session_id("abc123") != spark.probe_session_id("abc124")
     assert str(uuid.UUID(session)) == session
+
+
+def test_the_spark_ui_prefix_and_port_are_rucats_on_every_platform() -> None:
+    for variant in ("Local", "Standalone", "Kubernetes"):
+        assert {"spark.ui.proxyBase", "spark.ui.port"} <= spark.reserved_confs(variant)
+    assert spark.ui_proxy_base("a1234567890123456789") == "/engine/a1234567890123456789/sparkui"
+
+
+def test_the_bound_ui_port_is_read_from_the_drivers_log() -> None:
+    log = (
+        "26/12/02 06:23:35 INFO Utils: Successfully started service 'sparkDriver' on port 40001.\n"
+        "26/12/02 06:23:36 INFO Utils: Successfully started service 'SparkUI' on port 36653.\n"
+        "26/12/02 06:23:36 INFO SparkUI: Bound SparkUI to 127.0.0.1, and started at "
+        "http://127.0.0.1:36653\n"
+        "user output: Successfully started service 'SparkUI' on port 1.\n"
+    )
+    assert spark.bound_ui_port(log) == 36653
+    assert spark.bound_ui_port(log.splitlines()[2]) == 36653  # the UI's own logger alone
+    assert spark.bound_ui_port("INFO Utils: started service 'sparkDriver' on port 4") is None

@@ -249,6 +249,12 @@ class AsyncRucatClient:
                 raise _core.timed_out(engine_id, wanted, timeout, last)
             await asyncio.sleep(min(poll_interval, remaining))
 
+    def spark_ui_url(self, engine_id: EngineId) -> str:
+        """The URL of the engine's Spark UI through Rucat (served while it is Running;
+        a browser logged in to the console, or any client with this one's
+        credentials, may open it)."""
+        return _core.spark_ui_url(self.base_url, engine_id)
+
     def connect_url(
         self,
         engine_id: EngineId,

@@ -100,6 +100,11 @@ def engine_path(engine_id: EngineId, suffix: str = "") -> str:
     return f"/engine/{quote(engine_id, safe='')}{suffix}"
 
 
+def spark_ui_url(base_url: str, engine_id: EngineId) -> str:
+    """`<base_url>/engine/<id>/sparkui/`: the engine's Spark UI through Rucat's server."""
+    return f"{base_url.rstrip('/')}{engine_path(engine_id, '/sparkui/')}"
+
+
 def create_call(
     name: str,
     version: str,

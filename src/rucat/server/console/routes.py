@@ -34,12 +34,14 @@ from rucat.domain.errors import (
     InvalidRequest,
     PermissionDenied,
     PlatformError,
+    QuotaExceeded,
     RucatError,
     StateConflict,
     Unauthenticated,
 )
 from rucat.domain.policy import Policy
 from rucat.domain.principal import Principal
+from rucat.domain.quota import active_limit
 from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.state import ERROR_STATES, EngineState, UserAction, allowed_user_actions
 from rucat.engines.spark import available_versions, validate_request
@@ -325,8 +327,9 @@ def console_router(
                 principal=viewer.principal,
                 clock=clock,
                 check=policy_allows if wanted is UserAction.RESTART else None,
+                active_limit=quota_of(viewer.principal),  # as POST /engine/{id}/restart
             )
-        except (StateConflict, InvalidRequest) as e:
+        except (StateConflict, InvalidRequest, QuotaExceeded) as e:
             return RedirectResponse(f"{page}?error={quote(e.message)}", status_code=303)
         wrote(engine.id)
         if wanted is UserAction.DELETE:
@@ -337,6 +340,9 @@ def console_router(
                     log.exception("could not forget engine %s on the platform", engine.id)
             return RedirectResponse("/ui/", status_code=303)
         return RedirectResponse(page, status_code=303)
+
+    def quota_of(principal: Principal) -> int | None:
+        return active_limit(principal, config.quotas.max_active_engines_per_user)
 
     def policy_allows(engine: Engine) -> None:
         policy.check(
@@ -383,7 +389,13 @@ def console_router(
                 owner=viewer.principal.name,
                 auto_stop_minutes=auto_stop,
             )
-            stored = await store.add(engine=engine, actor=viewer.principal.name)
+            stored = await store.add(
+                engine=engine,
+                actor=viewer.principal.name,
+                active_limit=quota_of(viewer.principal),  # as POST /engine
+            )
+        except QuotaExceeded as e:  # about no one field: shown above the button
+            return create_form(request, viewer, 429, values=values, errors={"form": e.message})
         except RucatError as e:
             if not isinstance(e, InvalidRequest):
                 raise
