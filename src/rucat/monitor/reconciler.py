@@ -212,12 +212,14 @@ class Monitor:
                     ),
                     actor=self.owner,
                 )
+                log.debug("engine %s: claimed (%s), %s", engine.id, to.value, action.value)
                 if action is PlatformAction.STOP:
                     engine = await self._save_logs(engine)
                 outcome = await self._act(engine, action)
                 write = after_action(engine, outcome, self._timing)
             case Observe():
                 observation = await self._inspect(engine)
+                log.debug("engine %s: %s: %s", engine.id, engine.state.value, observation)
                 write = after_observation(
                     engine, observation, now=self._clock(), timing=self._timing
                 )

@@ -1,0 +1,203 @@
+"""Where one cold start's time goes: a Rucat start phase by phase, beside a bare one.
+
+Not a test: prints a trace. It runs `rucat up`'s server and monitor in this
+process (SQLite in a temporary data dir, the Local platform, the default
+config, no proxy) with Rucat's loggers at DEBUG, creates one engine over REST,
+and prints when each step happened, in seconds after POST /engine:
+
+- the monitor's claim, the supervisor's spawn, StartInProgress (store writes);
+- when the Spark Connect port line appeared in the engine's log (an observer
+  in this script tails it every 10 ms: that moment is the JVM's, not Rucat's);
+- when Rucat found the port and each readiness probe and its outcome;
+- Running written, and when a client polling GET /engine saw it.
+
+Then the same for a bare spark-submit of the same command (as
+bench/time_to_running.py's direct side: the port line, then the first
+answered AnalyzePlan), so "port line -> answered" compares the two. Last,
+the CPU time this process (server, monitor, platform) spent during the start:
+a figure machine load does not change.
+
+    uv run python bench/cold_start_trace.py
+    uv run python bench/cold_start_trace.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from rucat.config import RucatConfig
+from rucat.engines.spark import (
+    bound_connect_port,
+    bundled_spark_home,
+    bundled_spark_version,
+    connect_properties,
+    connect_server_argv,
+    connect_version,
+    properties_text,
+)
+
+#: How often the observer reads new bytes of an engine's log (seconds).
+OBSERVE_SECS = 0.01
+
+
+class Recorder(logging.Handler):
+    """Keeps (time, logger, message) of every record, for the trace."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[float, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.created, record.name, record.getMessage()))
+
+
+async def port_line_time(log_path: Path, offset: int = 0, *, deadline: float) -> float:
+    """When the Spark Connect port line appears in `log_path` past `offset`."""
+    seen = b""
+    while time.time() < deadline:
+        with contextlib.suppress(FileNotFoundError), log_path.open("rb") as f:
+            f.seek(offset + len(seen))
+            seen += f.read()
+        if bound_connect_port(seen.decode("utf-8", "replace")) is not None:
+            return time.time()
+        await asyncio.sleep(OBSERVE_SECS)
+    raise TimeoutError(f"no port line in {log_path}")
+
+
+async def trace_rucat(workdir: Path) -> None:
+    from rucat.cli.processes import run_up
+
+    data = workdir / "data"
+    config = RucatConfig.model_validate(
+        {
+            "data_dir": str(data),
+            "port": 0,
+            "connect_port": None,
+            "database": {"Sqlite": {"path": str(data / "rucat.db")}},
+        }
+    )
+    url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    up = asyncio.create_task(run_up(config, on_started=lambda u, _p: url.set_result(u)))
+    recorder = Recorder()
+    logging.getLogger("rucat").addHandler(recorder)
+    logging.getLogger("rucat").setLevel(logging.DEBUG)
+    try:
+        base = await asyncio.wait_for(url, 60)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            body = {"name": "trace", "engine_type": "Spark", "version": bundled_spark_version()}
+            recorder.records.clear()
+            cpu0, t0 = time.process_time(), time.time()
+            engine_id = (await client.post("/engine", json=body)).raise_for_status().json()["id"]
+            posted = time.time()
+            log_path = data / "engines" / engine_id / "engine.log"
+            observer = asyncio.create_task(port_line_time(log_path, deadline=t0 + 600))
+            while True:
+                state = (await client.get(f"/engine/{engine_id}")).json()["state"]
+                if state == "Running":
+                    seen = time.time()
+                    break
+                if state.startswith("Error"):
+                    raise RuntimeError(f"engine failed: {state}")
+                if time.time() > t0 + 600:
+                    raise TimeoutError("not Running after 600 s")
+                await asyncio.sleep(0.05)
+            cpu = time.process_time() - cpu0
+            port_line = await observer
+            records = [r for r in recorder.records if engine_id in r[2]]
+            await client.post(f"/engine/{engine_id}/stop")
+    finally:
+        logging.getLogger("rucat").removeHandler(recorder)
+        up.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await up
+
+    print(f"rucat: one start of engine {engine_id}, seconds after POST /engine")
+    print(f"  {posted - t0:7.3f}  POST /engine answered")
+    polls = 0
+    for at, name, message in records:
+        if name == "rucat.access":  # the client's own GET /engine polls
+            polls += 1
+        elif at <= seen + 0.5:
+            print(f"  {at - t0:7.3f}  [{name}] {message.replace(engine_id, '<id>')}")
+    print(f"  {port_line - t0:7.3f}  (observer) the port line appeared in engine.log")
+    print(f"  {seen - t0:7.3f}  GET /engine/{{id}} said Running")
+    print(f"  port line -> Running seen: {seen - port_line:.3f} s")
+    print(f"  CPU time of this process during the start: {cpu:.3f} s ({polls} GET polls)")
+
+
+async def trace_direct(workdir: Path) -> None:
+    token = "trace-token"
+    props = workdir / "direct.properties"
+    props.write_text(
+        properties_text(connect_properties(token=token, address="127.0.0.1", port=0)),
+        encoding="utf-8",
+    )
+    argv = connect_server_argv(
+        bundled_spark_home(),
+        master="local[*]",
+        confs={
+            "spark.app.name": "trace-direct",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        },
+        properties_file=props,
+    )
+    log_path = workdir / "direct.log"
+    t0 = time.time()
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - a bench; milliseconds
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+            start_new_session=True,
+        )
+    try:
+        port_line = await port_line_time(log_path, deadline=t0 + 600)
+        port = bound_connect_port(log_path.read_text(errors="replace"))
+        probes = 0
+        while True:
+            probes += 1
+            try:
+                await connect_version(f"127.0.0.1:{port}", token=token, timeout=2)
+                break
+            except ConnectionError:
+                await asyncio.sleep(0.05)
+        answered = time.time()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 60)
+    print("direct: spark-submit of the same server, seconds after Popen")
+    print(f"  {port_line - t0:7.3f}  the port line appeared in the log")
+    print(f"  {answered - t0:7.3f}  AnalyzePlan answered ({probes} probe(s))")
+    print(f"  port line -> answered: {answered - port_line:.3f} s")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-direct", action="store_true", help="trace Rucat's start only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rucat-trace-") as tmp:
+        for _ in range(args.runs):
+            await trace_rucat(Path(tmp))
+            if not args.no_direct:
+                await trace_direct(Path(tmp))
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
