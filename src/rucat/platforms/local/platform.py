@@ -214,7 +214,7 @@ class LocalPlatform:
     async def start(self, *, engine: Engine) -> None:
         async with self._exclusive(engine.id) as folder:
             run = self._read_run(engine.id)
-            if run is not None and process.group_members(run.pid, run.start_time):
+            if run is not None and process.group_alive(run.pid, run.start_time):
                 self._awaiting_ready[engine.id] = engine.connect_token
                 return  # already running: adopt it
             self._launch(engine, folder)
@@ -342,7 +342,7 @@ class LocalPlatform:
             return Unknown(e.message)
         if run is None:
             return Absent()
-        if not process.group_members(run.pid, run.start_time):
+        if not process.group_alive(run.pid, run.start_time):
             return Failed(await asyncio.to_thread(self._failure_reason, engine.id, run))
         port = await asyncio.to_thread(self._bound_port, engine.id, run)
         if port is None:
@@ -472,7 +472,7 @@ class LocalPlatform:
 
     def _group_alive(self, engine_id: EngineId, run: _Run) -> bool:
         self._reap(engine_id)
-        return bool(process.group_members(run.pid, run.start_time))
+        return process.group_alive(run.pid, run.start_time)
 
     def _reap(self, engine_id: EngineId) -> None:
         child = self._children.get(engine_id)
@@ -572,7 +572,6 @@ class LocalPlatform:
             folders = [p for p in self._root.iterdir() if (p / _RUN).exists()]
         except FileNotFoundError:
             return []
-        processes = process.snapshot()
         out = []
         for folder in folders:
             engine_id = folder.name
@@ -583,7 +582,7 @@ class LocalPlatform:
                 run = self._read_run(engine_id)
             except PlatformError:
                 continue
-            if run is not None and not process.group_members(run.pid, run.start_time, processes):
+            if run is not None and not process.group_alive(run.pid, run.start_time):
                 out.append(engine_id)
         return out
 

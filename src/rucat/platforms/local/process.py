@@ -96,9 +96,26 @@ def group_members(
     ]
 
 
+def group_alive(pgid: int, leader_start_time: int) -> bool:
+    """Whether the group led by (pgid, leader_start_time) still has a running member.
+
+    The same answer as `bool(group_members(...))`, in one read of /proc while the
+    leader runs: a leader alive with its start time and group is a member. Only
+    a leader gone (or a zombie) needs the scan of every process that tells
+    whether its children live on. Monitors ask this several times a second.
+    """
+    leader = read_stat(pgid)
+    if leader is not None:
+        if leader.start_time != leader_start_time:
+            return False  # the pid was reused: our group emptied before that could happen
+        if leader.running and leader.pgrp == pgid:
+            return True
+    return bool(group_members(pgid, leader_start_time))
+
+
 def signal_group(pgid: int, leader_start_time: int, sig: signal.Signals) -> bool:
     """Send `sig` to the group if it is still ours; returns whether it had members."""
-    if not group_members(pgid, leader_start_time):
+    if not group_alive(pgid, leader_start_time):
         return False
     try:
         os.killpg(pgid, sig)
