@@ -412,28 +412,26 @@ def connect_url(
 
 
 @engine_app.command("ui")
+@connected
 def ui(
     engine_id: EngineIdArg,
     check: Annotated[
         bool,
         typer.Option("--check/--no-check", help="Check with the server that the engine exists."),
     ] = True,
-    url: Url = DEFAULT_URL,
-    username: Username = None,
-    password: Password = None,
-    token: Token = None,
-    output: OutputOpt = Output.table,
+    *,
+    conn: Connection,
 ) -> None:
     """Print the URL of the engine's Spark UI through Rucat (served while it is Running)."""
-    with _client(url, username, password, token) as rucat:
+    with conn.client() as rucat:
         info = rucat.get(engine_id) if check else None
         address = rucat.spark_ui_url(engine_id)
     state = info.state.value if info is not None else None
-    if output is Output.json:
-        _print_json({"id": engine_id, "state": state, "spark_ui_url": address})
+    if conn.json:
+        print_json({"id": engine_id, "state": state, "spark_ui_url": address})
         return
     if state is not None and state != EngineState.Running:
-        _stderr().print(
+        stderr().print(
             f"note: engine {engine_id} is {state}, not Running: its Spark UI answers 409",
             markup=False,
         )
