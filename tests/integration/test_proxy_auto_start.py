@@ -54,11 +54,28 @@ async def _play_monitor(
     await store.transition(current=current, new=new, actor="test-monitor")
 
 
-async def test_a_call_for_a_terminated_engine_starts_it_and_answers_unavailable_saying_so(
+async def test_a_call_for_a_terminated_engine_starts_it_and_is_forwarded_once_it_runs(
     store: EngineStore, upstream: Upstream
 ) -> None:
     engine = await _add(store, upstream, state=S.Terminated, endpoint=None)
     async with _proxy(store) as proxy, _channel(proxy) as channel:
+        call = asyncio.create_task(_call(channel, [b"x"], _md(engine)))
+        for _ in range(300):  # the call restarts the engine, then waits for it
+            if (await store.get(engine_id=engine.id)).state is S.WaitToStart:
+                break
+            await asyncio.sleep(0.01)
+        assert proxy.auto_starts == 1
+        assert not call.done()  # held, not refused
+        await _play_monitor(store, engine.id, S.Running, endpoint=f"sc://127.0.0.1:{upstream.port}")
+        responses, _ = await asyncio.wait_for(call, 30)
+    assert responses == [b"x", b"done"]
+
+
+async def test_a_call_that_starts_an_engine_answers_unavailable_saying_so_after_the_hold_time(
+    store: EngineStore, upstream: Upstream
+) -> None:
+    engine = await _add(store, upstream, state=S.Terminated, endpoint=None)
+    async with _proxy(store, auto_start_hold_secs=0.3) as proxy, _channel(proxy) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await _call(channel, [b"x"], _md(engine))
         assert proxy.auto_starts == 1

@@ -6,14 +6,14 @@ can start it. The decision is the domain's (`decide_connect`); the restart is
 a user action (`apply_user_action`, actor `auto-start`), so it obeys the
 state machine and the same compare-and-set as a user's restart.
 
-The call that starts the engine answers UNAVAILABLE at once, with a detail
-saying the engine is starting and its state; pyspark retries UNAVAILABLE. A
-call for an engine on its way up (or down, to be started again) is held
-while the engine starts, for at most `hold_secs`, and then forwarded as soon
-as the engine runs; still not Running by then, it answers UNAVAILABLE too.
-Holding matters because pyspark's retries back off exponentially (50 ms,
-200 ms, 0.8 s, 3.2 s, 12.8 s, ...): without it a query would wait up to four
-times the start time.
+A call for an engine on its way up (or down, to be started again), the call
+that starts it included, is held while the engine starts, for at most
+`hold_secs`, and forwarded as soon as the engine runs; still not Running by
+then, it answers UNAVAILABLE with a detail saying the engine is starting and
+its state, and pyspark retries UNAVAILABLE. Holding matters because pyspark's
+retries back off exponentially (50 ms, 200 ms, 0.8 s, 3.2 s, 12.8 s, ...):
+without it a query would wait up to four times the start time; holding the
+first call too spares a refusal, a retry and its back-off on every auto-start.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ log = logging.getLogger("rucat.server.proxy")
 
 #: How long a call for a starting engine is held before it answers UNAVAILABLE.
 HOLD_SECS = 30.0
-#: How often a held call looks at the store.
-POLL_SECS = 0.2
+#: How often a held call looks at the store (one indexed read by primary key).
+POLL_SECS = 0.1
 
 
 class AutoStarter:
@@ -80,16 +80,15 @@ class AutoStarter:
         #: Engines this proxy started since it started.
         self.auto_starts = 0
 
-    async def until_running(
-        self, engine: Engine, *, caller: Principal | None, first: bool = True
-    ) -> Engine:
+    async def until_running(self, engine: Engine, *, caller: Principal | None) -> Engine:
         """The engine once Running (forward the call), or the engine to refuse with.
 
-        Raises Refused(UNAVAILABLE) when the engine was just started or does
-        not run within the hold time; Refused(NOT_FOUND) when it was deleted
-        meanwhile. `first` is False for a retry of the same call.
+        Raises Refused(UNAVAILABLE) when the engine does not run within the
+        hold time (the call that started it says so, and from which state);
+        Refused(NOT_FOUND) when it was deleted meanwhile.
         """
         deadline = time.monotonic() + self._hold_secs
+        started_from: EngineState | None = None
         while True:
             decision = decide_connect(engine.state, auto_start=True)
             match decision:
@@ -99,16 +98,16 @@ class AutoStarter:
                     before = engine.state
                     engine = await self._start(engine, action=action, caller=caller)
                     if engine.state is not before:
-                        if first and engine.state is not EngineState.Running:
-                            # The call that starts the engine says so at once.
-                            raise Refused(
-                                grpc.StatusCode.UNAVAILABLE,
-                                f"engine {engine.id} is starting (it was {before.value}, now "
-                                f"{engine.state.value}): retry; pyspark does so by itself",
-                            )
+                        started_from = before
                         continue
                 case WaitFor(what):
                     if time.monotonic() >= deadline:
+                        if started_from is not None:
+                            raise Refused(
+                                grpc.StatusCode.UNAVAILABLE,
+                                f"engine {engine.id} is starting (it was {started_from.value}, "
+                                f"now {engine.state.value}): retry; pyspark does so by itself",
+                            )
                         raise Refused(
                             grpc.StatusCode.UNAVAILABLE,
                             f"engine {engine.id} is {what} (now {engine.state.value}): retry",
@@ -118,7 +117,6 @@ class AutoStarter:
                 engine = await self._store.get(engine_id=engine.id)
             except EngineNotFound:
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"engine {engine.id} not found") from None
-            first = False
 
     async def _start(
         self, engine: Engine, *, action: UserAction, caller: Principal | None
