@@ -307,3 +307,12 @@ def test_spark_reads_the_executor_template_from_the_mounted_secret() -> None:
 def test_users_cannot_replace_the_executor_template(key: str) -> None:
     with pytest.raises(PlatformRejected, match=key.replace(".", r"\.")):
         m.pod_manifest(engine(configs={key: "https://evil.example/pod.yaml"}), CONFIG)
+
+
+def test_the_spark_ui_listens_on_the_services_4040_under_rucats_prefix() -> None:
+    e = engine(configs={"spark.sql.shuffle.partitions": "4"})
+    confs = m.spark_confs(e, CONFIG)
+    assert confs["spark.ui.port"] == "4040"
+    assert confs["spark.ui.proxyBase"] == f"/engine/{e.id}/sparkui"
+    ports = {p["name"]: p["port"] for p in m.engine_manifests(e, CONFIG).service["spec"]["ports"]}
+    assert ports["spark-ui"] == m.UI_PORT == 4040
