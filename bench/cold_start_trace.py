@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 
 from rucat.config import RucatConfig
+from rucat.domain.errors import EngineUnreachable
 from rucat.engines.spark import (
     bound_connect_port,
     bundled_spark_home,
@@ -174,7 +175,7 @@ async def trace_direct(workdir: Path) -> None:
             try:
                 await connect_version(f"127.0.0.1:{port}", token=token, timeout=2)
                 break
-            except ConnectionError:
+            except EngineUnreachable:
                 await asyncio.sleep(0.05)
         answered = time.time()
     finally:

@@ -20,9 +20,9 @@ import argparse
 import time
 from collections.abc import Callable
 
+from rucat.config import KubernetesPlatformConfig, PlatformConfig
 from rucat.domain.redaction import redact_configs, redact_text
-from rucat.engines.spark import reserved_confs
-from rucat.engines.spark_policy import engine_policy
+from rucat.platforms.offer import platform_offer
 
 CONFS = {
     **{f"spark.sql.conf{i}": "true" for i in range(12)},
@@ -57,8 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
     rounds = parser.parse_args().rounds
-    policy = engine_policy("Kubernetes")
-    reserved = reserved_confs("Kubernetes")
+    offer = platform_offer(PlatformConfig(Kubernetes=KubernetesPlatformConfig()))
+    policy = offer.policy()
+    reserved = offer.reserved
 
     def old_check() -> object:
         return [key for key in sorted(CONFS) if key in reserved]

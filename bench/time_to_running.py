@@ -39,6 +39,7 @@ from pathlib import Path
 
 import httpx
 
+from rucat.domain.errors import EngineUnreachable
 from rucat.engines.spark import (
     bound_connect_port,
     bundled_spark_home,
@@ -101,7 +102,7 @@ def time_direct(workdir: Path, master: str = "local[*]", poll: float = 0.05) -> 
                 try:
                     asyncio.run(connect_version(f"127.0.0.1:{port}", token=token, timeout=2))
                     return time.monotonic() - start
-                except ConnectionError:
+                except EngineUnreachable:
                     pass
             time.sleep(poll)
     finally:

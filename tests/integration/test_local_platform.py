@@ -25,7 +25,7 @@ import pytest
 
 from rucat.config import LocalPlatformConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
-from rucat.domain.errors import ConfigError
+from rucat.domain.errors import ConfigError, EngineRefused
 from rucat.engines import spark
 from rucat.platforms import Absent, Failed, Pending, Ready, files
 from rucat.platforms.local import process as proc
@@ -171,7 +171,7 @@ async def test_an_engine_is_ready_once_its_connect_server_answers_with_the_engin
         version = await spark.connect_version(target, token=e.connect_token, timeout=10)
         assert version == "9.9.9"
         for wrong in ("not-the-token", None):  # as Spark's server: refused, not unavailable
-            with pytest.raises(PermissionError, match="Invalid authentication token"):
+            with pytest.raises(EngineRefused, match="Invalid authentication token"):
                 await spark.connect_version(target, token=wrong, timeout=10)
     finally:
         await platform.forget(engine=e)

@@ -18,6 +18,7 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError, PlatformRejected
 from rucat.engines import spark
 from rucat.platforms import Absent, open_platform
+from rucat.platforms.offer import platform_offer
 from rucat.platforms.standalone import StandalonePlatform
 from rucat.platforms.standalone.master import MasterClient, MasterUnreachable
 from tests.support import free_port
@@ -48,7 +49,7 @@ def test_the_config_names_the_master_and_its_web_ui(tmp_path: Path) -> None:
     config = load_config(path).platform.Standalone
     assert config is not None
     assert (config.master_url, config.master_web_url) == ("spark://m:7077", "http://m:8080")
-    assert spark.available_versions(PlatformConfig(Standalone=config))[0] == "3.5.3"
+    assert platform_offer(PlatformConfig(Standalone=config)).versions[0] == "3.5.3"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rucat.config import EnginePolicyConfig
+from rucat.config import (
+    EnginePolicyConfig,
+    KubernetesPlatformConfig,
+    LocalPlatformConfig,
+    PlatformConfig,
+    StandalonePlatformConfig,
+)
 from rucat.domain.errors import InvalidRequest
 from rucat.domain.policy import (
     Action,
@@ -18,7 +24,17 @@ from rucat.domain.policy import (
     parse_size,
     policy_of,
 )
-from rucat.engines import spark_policy
+from rucat.platforms.offer import PlatformOffer, platform_offer
+
+
+def offer(variant: str) -> PlatformOffer:
+    configs = {
+        "Local": PlatformConfig(Local=LocalPlatformConfig()),
+        "Standalone": PlatformConfig(Standalone=StandalonePlatformConfig()),
+        "Kubernetes": PlatformConfig(Kubernetes=KubernetesPlatformConfig()),
+    }
+    return platform_offer(configs[variant])
+
 
 MEMORY = Rule("spark.executor.memory", Action.max, value="16g", unit="m", origin="t")
 STRICT_MEMORY = Rule("spark.driver.memory", Action.max, value="2g", origin="t")
@@ -199,7 +215,7 @@ def test_sizes_print_in_their_largest_exact_unit() -> None:
 
 @pytest.mark.parametrize("variant", ["Local", "Standalone", "Kubernetes"])
 def test_every_platform_ships_a_default_that_refuses_redaction_changes(variant: str) -> None:
-    policy = spark_policy.engine_policy(variant)
+    policy = offer(variant).policy()
     found = policy.refusal("spark.redaction.regex", "x")
     assert found is not None and f"{variant} default policy" in found
 
@@ -209,7 +225,7 @@ def test_rucats_reserved_confs_come_first_even_when_the_default_is_replaced(vari
     config = EnginePolicyConfig.model_validate(
         {"mode": "replace", "rules": [{"pattern": "*", "action": "allow"}]}
     )
-    policy = spark_policy.engine_policy(variant, config)
+    policy = offer(variant).policy(config)
     for key in ("spark.master", "spark.connect.authenticate.token", "spark.app.name"):
         found = policy.refusal(key, "x")
         assert found is not None and "is reserved" in found
@@ -217,7 +233,7 @@ def test_rucats_reserved_confs_come_first_even_when_the_default_is_replaced(vari
 
 
 def test_the_standalone_default_reserves_master_and_driver_address() -> None:
-    policy = spark_policy.engine_policy("Standalone")
+    policy = offer("Standalone").policy()
     for key in ("spark.master", "spark.driver.host", "spark.driver.port"):
         found = policy.refusal(key, "1")
         assert found is not None and "is reserved" in found, key
@@ -234,7 +250,7 @@ KEY_PARTS = st.sampled_from(
 
 @given(st.lists(KEY_PARTS, min_size=1, max_size=6).map(".".join))
 def test_the_compiled_matcher_picks_the_first_rule_a_plain_scan_would(key: str) -> None:
-    policy = spark_policy.engine_policy("Kubernetes")
+    policy = offer("Kubernetes").policy()
     expected = next((rule for rule in policy.rules if rule.matches(key)), None)
     assert policy.rule_for(key) is expected
     assert policy.rule_for(key) is expected  # and again from the cache

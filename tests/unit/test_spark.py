@@ -17,8 +17,9 @@ from rucat.config import (
     StandalonePlatformConfig,
 )
 from rucat.domain.engine import CreateEngineRequest, EngineType
-from rucat.domain.errors import ConfigError, InvalidRequest
+from rucat.domain.errors import InvalidRequest
 from rucat.engines import spark
+from rucat.platforms.offer import platform_offer
 
 BUNDLED = spark.bundled_spark_version()
 LOCAL = PlatformConfig(Local=LocalPlatformConfig())
@@ -27,6 +28,13 @@ KUBERNETES = PlatformConfig(
         versions=["3.5.4", "4.0.1"], images={"3.5.3": "my/spark:3.5.3", "4.0.1": "x"}
     )
 )
+
+
+OFFERS = {
+    "Local": platform_offer(LOCAL),
+    "Standalone": platform_offer(PlatformConfig(Standalone=StandalonePlatformConfig())),
+    "Kubernetes": platform_offer(KUBERNETES),
+}
 
 
 def request(version: str = BUNDLED, **configs: str) -> CreateEngineRequest:
@@ -39,9 +47,9 @@ def request(version: str = BUNDLED, **configs: str) -> CreateEngineRequest:
 
 
 def test_the_installed_pyspark_is_the_default_spark_of_process_platforms() -> None:
-    assert spark.available_versions(LOCAL) == [BUNDLED]
+    assert list(platform_offer(LOCAL).versions) == [BUNDLED]
     standalone = PlatformConfig(Standalone=StandalonePlatformConfig())
-    assert spark.available_versions(standalone) == [BUNDLED]
+    assert list(platform_offer(standalone).versions) == [BUNDLED]
     assert (spark.bundled_spark_home() / "bin" / "spark-submit").exists()
 
 
@@ -49,13 +57,13 @@ def test_spark_homes_in_config_add_versions_in_version_order() -> None:
     local = PlatformConfig(
         Local=LocalPlatformConfig(spark_homes={"3.10.0": "/opt/a", "3.9.2": "/opt/b"})
     )
-    assert spark.available_versions(local) == sorted(
+    assert list(platform_offer(local).versions) == sorted(
         ["3.9.2", "3.10.0", BUNDLED], key=lambda v: tuple(map(int, v.split(".")))
     )
 
 
 def test_kubernetes_versions_are_the_configured_ones_and_the_imaged_ones() -> None:
-    assert spark.available_versions(KUBERNETES) == ["3.5.3", "3.5.4", "4.0.1"]
+    assert list(platform_offer(KUBERNETES).versions) == ["3.5.3", "3.5.4", "4.0.1"]
 
 
 def test_a_configured_spark_home_wins_over_the_bundled_one() -> None:
@@ -74,27 +82,27 @@ def test_an_unknown_spark_home_version_is_invalid_and_lists_the_available() -> N
 
 def test_a_version_the_platform_cannot_run_is_refused_listing_what_it_can() -> None:
     with pytest.raises(InvalidRequest) as e:
-        spark.validate_request(request("3.1.0"), LOCAL)
+        platform_offer(LOCAL).validate(request("3.1.0"))
     assert e.value.message == (
         f"Spark 3.1.0 is not available on the Local platform; available: {BUNDLED}"
     )
     with pytest.raises(InvalidRequest, match=r"available: 3\.5\.3, 3\.5\.4, 4\.0\.1$"):
-        spark.validate_request(request("3.4.0"), KUBERNETES)
+        platform_offer(KUBERNETES).validate(request("3.4.0"))
 
 
 def test_a_reserved_conf_is_refused_naming_the_key_and_the_platform() -> None:
     with pytest.raises(InvalidRequest) as e:
-        spark.validate_request(request(**{"spark.master": "yarn"}), LOCAL)
+        platform_offer(LOCAL).validate(request(**{"spark.master": "yarn"}))
     assert e.value.message == (
         "config 'spark.master' is reserved: Rucat sets it "
         "(rule 'spark.master' (fixed) of Rucat's reserved confs on the Local platform)"
     )
 
 
-@pytest.mark.parametrize("key", sorted(spark.reserved_confs("Local")))
+@pytest.mark.parametrize("key", sorted(OFFERS["Local"].reserved))
 def test_every_reserved_local_conf_is_refused(key: str) -> None:
     with pytest.raises(InvalidRequest, match=re.escape(f"config '{key}' is reserved")):
-        spark.validate_request(request(**{key: "x"}), LOCAL)
+        platform_offer(LOCAL).validate(request(**{key: "x"}))
 
 
 def test_the_connect_endpoint_and_identity_are_reserved_everywhere() -> None:
@@ -107,8 +115,8 @@ def test_the_connect_endpoint_and_identity_are_reserved_everywhere() -> None:
         "spark.master",
     }
     for variant in ("Local", "Standalone", "Kubernetes"):
-        assert owned <= spark.reserved_confs(variant)
-    assert {"spark.driver.host", "spark.driver.bindAddress"} <= spark.reserved_confs("Local")
+        assert owned <= OFFERS[variant].reserved
+    assert {"spark.driver.host", "spark.driver.bindAddress"} <= OFFERS["Local"].reserved
 
 
 def test_kubernetes_reserves_the_seeds_six_confs() -> None:
@@ -119,23 +127,18 @@ def test_kubernetes_reserves_the_seeds_six_confs() -> None:
         "spark.kubernetes.container.image",
         "spark.kubernetes.driver.pod.name",
         "spark.kubernetes.executor.podNamePrefix",
-    } <= spark.reserved_confs("Kubernetes")
-
-
-def test_an_unknown_platform_variant_has_no_reserved_confs() -> None:
-    with pytest.raises(ConfigError, match="unknown platform 'Yarn'"):
-        spark.reserved_confs("Yarn")
+    } <= OFFERS["Kubernetes"].reserved
 
 
 def test_ordinary_confs_on_an_available_version_pass() -> None:
     ok = request(**{"spark.executor.memory": "2g", "spark.sql.shuffle.partitions": "4"})
-    spark.validate_request(ok, LOCAL)
-    spark.validate_request(request("3.5.3", **{"spark.driver.memory": "2g"}), KUBERNETES)
+    platform_offer(LOCAL).validate(ok)
+    platform_offer(KUBERNETES).validate(request("3.5.3", **{"spark.driver.memory": "2g"}))
     # The driver's Java options are the user's on Local, Rucat's on Kubernetes.
-    spark.validate_request(request(**{"spark.driver.extraJavaOptions": "-Dx=1"}), LOCAL)
+    platform_offer(LOCAL).validate(request(**{"spark.driver.extraJavaOptions": "-Dx=1"}))
     with pytest.raises(InvalidRequest):
-        spark.validate_request(
-            request("4.0.1", **{"spark.driver.extraJavaOptions": "-Dx=1"}), KUBERNETES
+        platform_offer(KUBERNETES).validate(
+            request("4.0.1", **{"spark.driver.extraJavaOptions": "-Dx=1"})
         )
 
 
@@ -332,7 +335,7 @@ def test_engine_names_and_probe_sessions_derive_from_the_engine_id() -> None:
 
 def test_the_spark_ui_prefix_and_port_are_rucats_on_every_platform() -> None:
     for variant in ("Local", "Standalone", "Kubernetes"):
-        assert {"spark.ui.proxyBase", "spark.ui.port"} <= spark.reserved_confs(variant)
+        assert {"spark.ui.proxyBase", "spark.ui.port"} <= OFFERS[variant].reserved
     assert spark.ui_proxy_base("a1234567890123456789") == "/engine/a1234567890123456789/sparkui"
 
 

@@ -148,7 +148,7 @@ def up(
 
 
 def _default_version(config: RucatConfig) -> str:
-    from rucat.engines.spark import available_versions
+    from rucat.platforms.offer import platform_offer
 
-    versions = available_versions(config.platform)
+    versions = platform_offer(config.platform).versions
     return versions[-1] if versions else "4.0.1"

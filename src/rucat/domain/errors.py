@@ -112,3 +112,11 @@ class PlatformError(RetryableError):
 
 class PlatformRejected(PermanentError):
     """The platform refused the engine for good (bad image, invalid spec)."""
+
+
+class EngineUnreachable(RetryableError):
+    """An engine's endpoint does not answer (not yet, or no longer)."""
+
+
+class EngineRefused(PermanentError):
+    """An engine's endpoint answered but refused Rucat's credentials."""

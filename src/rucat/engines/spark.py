@@ -6,8 +6,12 @@ validate a request are pure (they read the config, never a platform), so the
 server can refuse a bad engine with 400 before anything is stored.
 
 The Spark that ships with the installed pyspark (4.x bundles the Spark Connect
-server jar) is always available on the Local and Standalone platforms; its
+server jar) is offered wherever a platform runs engines on this machine; its
 SPARK_HOME is the pyspark package folder, which holds ``bin/spark-submit``.
+
+`SparkKind` is the `EngineKind` (``engines/kind.py``) platforms consume; this
+module names no platform. What a platform adds (its own reserved confs, its
+default policy, where the driver binds) lives in the platform's offer.
 """
 
 from __future__ import annotations
@@ -15,17 +19,25 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import os
 import re
+import sys
 import uuid
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath
 
-from rucat.config import PlatformConfig
-from rucat.domain.engine import CreateEngineRequest, EngineId, EngineType
-from rucat.domain.errors import ConfigError, InvalidRequest
+from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, EngineType
+from rucat.domain.errors import (
+    ConfigError,
+    EngineRefused,
+    EngineUnreachable,
+    InvalidRequest,
+    PlatformRejected,
+)
 from rucat.domain.policy import Policy
+from rucat.engines.kind import CONNECT, UI, Launch, Link, PortRule, PrivateFile, Site, ui_path
 
 #: The main class of the Spark Connect server, launched through spark-submit.
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -36,9 +48,10 @@ SPARK_INTERNAL = "spark-internal"
 #: The Spark Connect server's default port (only used where a platform fixes one).
 DEFAULT_CONNECT_PORT = 15002
 
-# Keys Rucat sets itself; a user may not override them. Every platform owns the
-# connect endpoint (port, address, token) and the application's identity.
-_COMMON_RESERVED = frozenset(
+#: Keys Rucat sets itself on every platform: the connect endpoint (port,
+#: address, token), the application's identity and its cluster manager. A
+#: platform's offer adds its own (where the driver binds, what names its pods).
+RESERVED_CONFS = frozenset(
     {
         "spark.app.name",
         "spark.app.id",
@@ -53,54 +66,23 @@ _COMMON_RESERVED = frozenset(
     }
 )
 
-_RESERVED: dict[str, frozenset[str]] = {
-    # Local processes: Rucat also chooses where the driver binds and advertises.
-    # The UI binds a free port (0) that is read from the log like the Connect port.
-    "Local": _COMMON_RESERVED | {"spark.driver.host", "spark.driver.bindAddress", "spark.ui.port"},
-    "Standalone": _COMMON_RESERVED
-    | {"spark.driver.host", "spark.driver.bindAddress", "spark.ui.port"},
-    # Kubernetes: the seed's six, plus the endpoint, what names the pods, and the
-    # ports the driver's service and network rules are built on.
-    "Kubernetes": _COMMON_RESERVED
-    | {
-        "spark.driver.bindAddress",
-        "spark.driver.blockManager.port",
-        "spark.driver.extraJavaOptions",
-        "spark.driver.host",
-        "spark.driver.port",
-        "spark.kubernetes.container.image",
-        "spark.kubernetes.container.image.pullPolicy",
-        "spark.kubernetes.driver.pod.name",
-        "spark.kubernetes.executor.podNamePrefix",
-        "spark.kubernetes.namespace",
-        # The executor pod template holds executors to the restricted Pod Security profile.
-        "spark.kubernetes.executor.podTemplateFile",
-        "spark.kubernetes.executor.podTemplateContainerName",
-        "spark.kubernetes.driver.reusePersistentVolumeClaim",
-        "spark.ui.port",
-        "spark.kubernetes.executor.disableConfigMap",
-    },
-}
-
-#: Lines of the Spark Connect server's log that name the port it bound.
-_BOUND_PORT_RES = (
-    re.compile(r"Spark Connect server started at: \S*:(\d+)"),
-    re.compile(r"Successfully started service '[^']*SparkConnectService[^']*' on port (\d+)"),
+#: How a platform finds the port a Spark Connect server bound: in its log.
+CONNECT_PORT_RULE = PortRule(
+    CONNECT,
+    patterns=(
+        re.compile(r"Spark Connect server started at: \S*:(\d+)"),
+        re.compile(r"Successfully started service '[^']*SparkConnectService[^']*' on port (\d+)"),
+    ),
 )
 
-#: Lines of the driver's log that name the port its Spark UI bound.
-_BOUND_UI_PORT_RES = (
-    re.compile(r"Successfully started service 'SparkUI' on port (\d+)"),
-    re.compile(r"Bound SparkUI to \S+, and started at https?://\S*:(\d+)"),
+#: How a platform finds the port the driver's Spark UI bound (spark.ui.port=0): in its log.
+UI_PORT_RULE = PortRule(
+    UI,
+    patterns=(
+        re.compile(r"Successfully started service 'SparkUI' on port (\d+)"),
+        re.compile(r"Bound SparkUI to \S+, and started at https?://\S*:(\d+)"),
+    ),
 )
-
-
-def reserved_confs(platform_variant: str) -> frozenset[str]:
-    """The conf keys Rucat sets on `platform_variant` ("Local", "Kubernetes", ...)."""
-    try:
-        return _RESERVED[platform_variant]
-    except KeyError as e:
-        raise ConfigError(f"unknown platform {platform_variant!r}") from e
 
 
 @functools.cache
@@ -133,19 +115,14 @@ def _sorted_versions(versions: Iterable[str]) -> list[str]:
     return sorted(set(versions), key=lambda v: (_version_key(v), v))
 
 
-def available_versions(platform: PlatformConfig) -> list[str]:
-    """The Spark versions `platform` can run, oldest first. Reads config only."""
-    if platform.Local is not None:
-        return _sorted_versions([bundled_spark_version(), *platform.Local.spark_homes])
-    if platform.Standalone is not None:
-        return _sorted_versions([bundled_spark_version(), *platform.Standalone.spark_homes])
-    if platform.Kubernetes is not None:
-        return _sorted_versions([*platform.Kubernetes.versions, *platform.Kubernetes.images])
-    raise ConfigError("platform: no variant given")
+def offered_versions(installed: Iterable[str], *, bundled: bool) -> list[str]:
+    """The Spark versions of `installed` (and the installed pyspark's when `bundled`),
+    oldest first."""
+    return _sorted_versions([*([bundled_spark_version()] if bundled else []), *installed])
 
 
 def spark_home_for(version: str, spark_homes: Mapping[str, str]) -> Path:
-    """SPARK_HOME of `version` on a process platform (Local, Standalone).
+    """SPARK_HOME of `version` on a platform that runs engines on this machine.
 
     A SPARK_HOME named in config wins over the bundled pyspark of the same version.
     """
@@ -158,27 +135,20 @@ def spark_home_for(version: str, spark_homes: Mapping[str, str]) -> Path:
 
 
 def validate_request(
-    request: CreateEngineRequest, platform: PlatformConfig, *, policy: Policy | None = None
+    request: CreateEngineRequest, *, platform: str, versions: list[str], policy: Policy
 ) -> CreateEngineRequest:
-    """Refuse a Spark engine the configured platform cannot run; raises InvalidRequest.
+    """Refuse a Spark engine `platform` cannot run; raises InvalidRequest.
 
-    Returns the request to store: its confs as `policy` settles them (the
-    platform's default policy when None; see rucat.engines.spark_policy).
-    Pure: reads the config only, never contacts the platform.
+    Returns the request to store: its confs as `policy` settles them.
+    Pure: reads its arguments only, never contacts the platform.
     """
     if request.engine_type is not EngineType.Spark:
         raise InvalidRequest(f"engine type {request.engine_type} is not Spark")
-    variant = platform.variant
-    versions = available_versions(platform)
     if request.version not in versions:
         raise InvalidRequest(
-            f"Spark {request.version} is not available on the {variant} platform; "
+            f"Spark {request.version} is not available on the {platform} platform; "
             f"available: {', '.join(versions)}"
         )
-    if policy is None:
-        from rucat.engines.spark_policy import engine_policy  # it builds on this module
-
-        policy = engine_policy(variant)
     settled = policy.settled(request.configs)
     return request if settled == request.configs else replace(request, configs=settled)
 
@@ -345,32 +315,20 @@ def connect_server_argv(
 
 
 def bound_connect_port(log_text: str) -> int | None:
-    """The port the Spark Connect server bound, from its log; None before it logs it.
-
-    The first mention wins: later lines may come from user code (a UDF's output).
-    Port 0 is never a bound port (an older server may echo the configured 0).
-    """
-    for pattern in _BOUND_PORT_RES:
-        for found in pattern.finditer(log_text):
-            if int(found.group(1)) != 0:
-                return int(found.group(1))
-    return None
+    """The port the Spark Connect server bound, from its log; None before it logs it."""
+    return CONNECT_PORT_RULE.find(log_text)
 
 
 def bound_ui_port(log_text: str) -> int | None:
     """The port the driver's Spark UI bound, from its log; None before it logs it
-    (or when the UI is off). The first mention wins, as in `bound_connect_port`."""
-    for pattern in _BOUND_UI_PORT_RES:
-        for found in pattern.finditer(log_text):
-            if int(found.group(1)) != 0:
-                return int(found.group(1))
-    return None
+    (or when the UI is off)."""
+    return UI_PORT_RULE.find(log_text)
 
 
 def ui_proxy_base(engine_id: EngineId) -> str:
     """The path prefix under which Rucat serves the engine's Spark UI (its
     ``spark.ui.proxyBase``: Spark writes its links under it)."""
-    return f"/engine/{engine_id}/sparkui"
+    return ui_path(engine_id)
 
 
 def probe_session_id(engine_id: EngineId) -> str:
@@ -384,8 +342,8 @@ async def connect_version(
 ) -> str:
     """Ask a Spark Connect server for its Spark version: a real call, not a TCP check.
 
-    `target` is ``host:port``. Raises ConnectionError when it does not answer
-    (yet) and PermissionError when it refuses the token.
+    `target` is ``host:port``. Raises EngineUnreachable when it does not answer
+    (yet) and EngineRefused when it refuses the token.
     """
     import grpc
     from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
@@ -402,8 +360,170 @@ async def connect_version(
             response = await stub.AnalyzePlan(request, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as e:
             if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                raise PermissionError(f"Spark Connect at {target} refused: {e.details()}") from e
-            raise ConnectionError(
+                raise EngineRefused(f"Spark Connect at {target} refused: {e.details()}") from e
+            raise EngineUnreachable(
                 f"Spark Connect at {target} did not answer: {e.code().name}"
             ) from e
     return str(response.spark_version.version)
+
+
+def _major(version: str) -> int:
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+#: Where a launch's own log4j2 config goes, under `Site.files_dir`.
+_OWN_CONF_DIR = PurePath("conf")
+
+
+class SparkKind:
+    """Apache Spark, served by a Spark Connect server run with spark-submit."""
+
+    engine_type = EngineType.Spark
+
+    def versions(self, *, installed: Mapping[str, str], bundled: bool) -> list[str]:
+        return offered_versions(installed, bundled=bundled)
+
+    def reserved_confs(self) -> frozenset[str]:
+        return RESERVED_CONFS
+
+    def validate(
+        self, request: CreateEngineRequest, *, platform: str, versions: list[str], policy: Policy
+    ) -> CreateEngineRequest:
+        return validate_request(request, platform=platform, versions=versions, policy=policy)
+
+    def application_name(self, engine_id: EngineId) -> str:
+        return app_name(engine_id)
+
+    async def probe(
+        self, *, engine_id: EngineId, target: str, token: str | None, timeout: float
+    ) -> str:
+        return await connect_version(
+            target, token=token, timeout=timeout, session_id=probe_session_id(engine_id)
+        )
+
+    def check_installations(self, *, homes: Mapping[str, str], bundled: bool, where: str) -> None:
+        if bundled:
+            version, home = bundled_spark_version(), bundled_spark_home()
+            if not os.access(spark_submit(home), os.X_OK):
+                raise ConfigError(
+                    f"the installed pyspark {version} at {home} has no bin/spark-submit"
+                )
+        for version, home_text in homes.items():
+            if not os.access(spark_submit(Path(home_text)), os.X_OK):
+                raise ConfigError(
+                    f"{where}.spark_homes.{version}: {home_text} has no bin/spark-submit"
+                )
+
+    def port_rules(self, *, site: Site) -> tuple[PortRule, ...]:
+        connect = (
+            CONNECT_PORT_RULE
+            if site.connect_port == 0
+            else PortRule(CONNECT, fixed=site.connect_port)
+        )
+        # The UI's port is the site's spark.ui.port (reserved), or Spark's 4040.
+        ui_port = int({**site.defaults, **site.platform_confs}.get("spark.ui.port", "4040"))
+        ui = UI_PORT_RULE if ui_port == 0 else PortRule(UI, fixed=ui_port)
+        return (connect, ui)
+
+    def launch(self, *, engine: Engine, site: Site) -> Launch:
+        """The spark-submit of a Spark Connect server for `engine` at `site`.
+
+        Confs, lowest first: spark-defaults.conf (an installation on this
+        machine), the site's defaults, the user's, the endpoint's; the site's
+        own confs are argv pairs, which win over any file. The user's confs
+        may hold secrets: with `Site.user_confs_private` they go in the 0600
+        properties file, never on the command line, which every OS user can
+        read in /proc/<pid>/cmdline.
+        """
+        spark_home = self._home(engine.version, site)
+        files_dir = site.files_dir
+        env: dict[str, str] = {}
+        fresh: list[PurePath] = []
+        files: list[PrivateFile] = []
+        links: list[Link] = []
+        defaults_text = ""
+        if site.local_install:
+            home = Path(spark_home)
+            env = dict(site.base_env)
+            env["SPARK_HOME"] = str(home)
+            if site.address is not None:
+                env["SPARK_LOCAL_IP"] = site.address  # the driver, its UI and block manager
+            if site.java_home is not None:
+                env["JAVA_HOME"] = site.java_home
+            if home == bundled_spark_home():  # Python UDFs run in workers that need this pyspark
+                env.setdefault("PYSPARK_PYTHON", sys.executable)
+            conf_dir = Path(env.get("SPARK_CONF_DIR") or home / "conf")
+            if not has_log4j2_config(conf_dir):
+                # Spark's conf dir, its files linked, plus a log4j2 config that keeps the
+                # line naming the Connect port whatever the user's log level.
+                fresh.append(_OWN_CONF_DIR)
+                if conf_dir.is_dir():
+                    links += [
+                        Link(_OWN_CONF_DIR / entry.name, entry.absolute())
+                        for entry in sorted(conf_dir.iterdir())
+                        if entry.name != "log4j2.properties"
+                    ]
+                files.append(
+                    PrivateFile(_OWN_CONF_DIR / "log4j2.properties", log4j2_config_text(home))
+                )
+                env["SPARK_CONF_DIR"] = str(Path(files_dir) / _OWN_CONF_DIR)
+            defaults_text = spark_defaults_text(home, conf_dir)
+        # Spark 3.5's Connect server has no token option: such engines are unprotected.
+        token = engine.connect_token if _major(engine.version) >= 4 else None
+        endpoint: dict[str, str] = {}
+        if site.address is not None:
+            endpoint = connect_properties(token=token, address=site.address, port=site.connect_port)
+        elif token is not None:
+            endpoint = {"spark.connect.authenticate.token": token}
+        # Rucat's own confs, none secret, stay visible to `ps` (the app name names
+        # the engine's processes) and win over any file.
+        owned = {
+            "spark.app.name": app_name(engine.id),
+            "spark.ui.proxyBase": ui_proxy_base(engine.id),
+            **site.platform_confs,
+        }
+        if site.user_confs_private:
+            argv_confs = owned
+            properties = {**site.defaults, **engine.configs, **endpoint}
+        else:
+            argv_confs = {**site.defaults, **engine.configs, **owned}
+            properties = endpoint
+        files.insert(
+            0,
+            PrivateFile(
+                PurePath(site.properties_file),
+                properties_text(properties, defaults=defaults_text),
+            ),
+        )
+        extra = list(site.extra_args)
+        if not site.local_install and _major(engine.version) < 4:
+            # Spark 3.5 ships no Connect server jar; it comes from Maven Central.
+            extra += ["--packages", f"org.apache.spark:spark-connect_2.12:{engine.version}"]
+        argv = connect_server_argv(
+            Path(spark_home),
+            master=site.master,
+            confs=argv_confs,
+            properties_file=Path(files_dir) / site.properties_file,
+            extra_args=extra,
+        )
+        return Launch(
+            argv=tuple(argv),
+            env=env,
+            fresh_dirs=tuple(fresh),
+            files=tuple(files),
+            links=tuple(links),
+            ports=self.port_rules(site=site),
+        )
+
+    def _home(self, version: str, site: Site) -> PurePath:
+        if site.home is not None:
+            return site.home
+        try:
+            return spark_home_for(version, site.homes)
+        except InvalidRequest as e:
+            raise PlatformRejected(f"{e.message} on the {site.platform} platform") from e
+
+
+#: The Spark engine kind.
+SPARK = SparkKind()

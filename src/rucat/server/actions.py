@@ -31,7 +31,7 @@ from rucat.domain.state import (
     WaitForMonitor,
     decide_user,
 )
-from rucat.engines.spark_policy import engine_policy
+from rucat.platforms.offer import platform_offer
 from rucat.server.access import authorize
 from rucat.store import EngineStore
 
@@ -61,7 +61,7 @@ def restart_check(config: RucatConfig) -> Callable[[Engine], None]:
     """What a restart checks on the stored engine before it starts again, whoever
     restarts it (REST, auto-start on connect): its confs against the engine policy,
     which may have changed since create."""
-    policy = engine_policy(config.platform.variant, config.engine_policy)
+    policy = platform_offer(config.platform).policy(config.engine_policy)
 
     def policy_allows(engine: Engine) -> None:
         policy.check(

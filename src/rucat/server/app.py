@@ -21,8 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from rucat.config import RucatConfig
 from rucat.domain.engine import EngineId
 from rucat.domain.request_origin import default_allowed_hosts
-from rucat.engines.spark_policy import engine_policy
 from rucat.platforms import Platform
+from rucat.platforms.offer import platform_offer
 from rucat.server.actions import TRIGGER_WAIT, TriggerWait
 from rucat.server.auth import Authenticator
 from rucat.server.console import Sessions, console_router, install_console_redirects
@@ -75,7 +75,7 @@ def create_app(
         strict_content_type=False,
     )
     authenticator = authenticator or Authenticator(config.auth_provider, tokens=store, clock=clock)
-    policy = engine_policy(config.platform.variant, config.engine_policy)
+    policy = platform_offer(config.platform).policy(config.engine_policy)
     busy_grace = 2 * config.auto_stop.busy_refresh_secs
     metrics = Metrics(busy_grace=busy_grace, auto_starts=auto_starts, auto_stops=auto_stops)
     sessions = Sessions(ttl=timedelta(minutes=config.console_session_minutes), clock=clock)

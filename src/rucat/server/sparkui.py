@@ -43,7 +43,7 @@ from rucat.domain.access import EngineAction
 from rucat.domain.engine import Engine, is_engine_id
 from rucat.domain.errors import EngineNotFound, StateConflict
 from rucat.domain.state import EngineState
-from rucat.engines.spark import ui_proxy_base
+from rucat.engines.kind import ui_path as ui_proxy_base
 from rucat.platforms import Platform
 from rucat.server.access import authorize
 from rucat.server.auth import principal_of

@@ -22,20 +22,14 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from rucat.config import KubernetesPlatformConfig
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import PlatformRejected
-from rucat.engines.spark import (
-    DEFAULT_CONNECT_PORT,
-    app_name,
-    connect_server_argv,
-    properties_text,
-    reserved_confs,
-    ui_proxy_base,
-)
+from rucat.engines.kind import EngineKind, Launch, Site
+from rucat.platforms.kubernetes.offer import KIND, RESERVED
 from rucat.platforms.kubernetes.security import (
     EXECUTOR_CONTAINER,
     EXECUTOR_TEMPLATE_KEY,
@@ -61,7 +55,8 @@ DRIVER_UID_ANNOTATION = "rucat.io/driver-pod-uid"
 #: Selects every driver pod Rucat manages (what the platform watches).
 DRIVER_SELECTOR = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: "driver"}
 
-CONNECT_PORT = DEFAULT_CONNECT_PORT
+#: Fixed in the pod: the service and the network rules name it.
+CONNECT_PORT = 15002
 UI_PORT = 4040
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079
@@ -135,11 +130,6 @@ def image_for(version: str, config: KubernetesPlatformConfig) -> str:
     return config.images.get(version) or f"apache/spark:{version}"
 
 
-def _major(version: str) -> int:
-    head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
 def _mib(key: str, value: str) -> int:
     found = _BYTES_RE.match(value.lower())
     if found is None or found.group(2) not in _UNIT_MIB:
@@ -190,20 +180,16 @@ def driver_resources(confs: Mapping[str, str]) -> dict[str, dict[str, str]]:
     }
 
 
-def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, str]:
-    """The --conf pairs of the driver: defaults, then the user's, then Rucat's own.
+#: Confs under the user's: Ivy (used by --packages) must write somewhere the image's user can.
+_DEFAULT_CONFS = {"spark.jars.ivy": "/tmp/.ivy2"}  # noqa: S108 (inside the container)
 
-    Later keys win in spark-submit, and Rucat's own keys come last, so a user
-    conf can never move the endpoint or rename the pods.
-    """
+
+def platform_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, str]:
+    """The confs Rucat owns on Kubernetes: they come last, so a user conf can
+    never move the endpoint or rename the pods."""
     engine_id = engine.id
     image = image_for(engine.version, config)
-    defaults = {
-        # Ivy (used by --packages) must write somewhere the image's user can.
-        "spark.jars.ivy": "/tmp/.ivy2",  # noqa: S108 (inside the container)
-    }
     owned = {
-        "spark.app.name": app_name(engine_id),
         "spark.app.id": engine_id,
         "spark.submit.deployMode": "client",
         "spark.kubernetes.namespace": config.namespace,
@@ -216,7 +202,6 @@ def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, s
         "spark.driver.port": str(DRIVER_PORT),
         "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.ui.port": str(UI_PORT),
-        "spark.ui.proxyBase": ui_proxy_base(engine_id),
         "spark.driver.extraJavaOptions": "-Divy.cache.dir=/tmp -Divy.home=/tmp",
         "spark.connect.grpc.binding.port": str(CONNECT_PORT),
         # Executors are built from Rucat's template: restricted pod security, no token.
@@ -228,30 +213,45 @@ def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, s
     }
     for key, value in engine_labels(engine_id, "executor").items():
         owned[f"spark.kubernetes.executor.label.{key}"] = value
-    confs = dict(defaults)
-    confs.update(engine.configs)
-    confs.update(owned)
-    return confs
+    return owned
+
+
+def site(engine: Engine, config: KubernetesPlatformConfig) -> Site:
+    """Where the driver runs, for its engine kind: in the image, files in the Secret."""
+    return Site(
+        platform="Kubernetes",
+        master=MASTER,
+        files_dir=PurePosixPath(SECRET_MOUNT),
+        home=PurePosixPath(config.spark_home),
+        local_install=False,
+        connect_port=CONNECT_PORT,
+        platform_confs=platform_confs(engine, config),
+        defaults=_DEFAULT_CONFS,
+        # Kept as before: the user's confs are --conf pairs of the pod spec.
+        user_confs_private=False,
+        extra_args=("--deploy-mode", "client"),
+        properties_file=PROPERTIES_KEY,
+    )
+
+
+def launch(engine: Engine, config: KubernetesPlatformConfig, kind: EngineKind = KIND) -> Launch:
+    return kind.launch(engine=engine, site=site(engine, config))
+
+
+def spark_confs(engine: Engine, config: KubernetesPlatformConfig) -> dict[str, str]:
+    """The --conf pairs of the driver: defaults, then the user's, then Rucat's own."""
+    args = driver_args(engine, config)
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
 
 
 def driver_args(engine: Engine, config: KubernetesPlatformConfig) -> list[str]:
     """The driver container's args (an argv list; the image's entrypoint runs it)."""
-    extra = ["--deploy-mode", "client"]
-    if _major(engine.version) < 4:
-        # Spark 3.5 ships no Connect server jar; it comes from Maven Central.
-        extra += ["--packages", f"org.apache.spark:spark-connect_2.12:{engine.version}"]
-    return connect_server_argv(
-        Path(config.spark_home),
-        master=MASTER,
-        confs=spark_confs(engine, config),
-        properties_file=Path(SECRET_MOUNT) / PROPERTIES_KEY,
-        extra_args=extra,
-    )
+    return list(launch(engine, config).argv)
 
 
 def check_confs(engine: Engine) -> None:
     """Refuse confs Rucat owns on Kubernetes (the server refuses them earlier, with 400)."""
-    reserved = reserved_confs("Kubernetes")
+    reserved = KIND.reserved_confs() | RESERVED
     taken = sorted(k for k in engine.configs if k in reserved)
     if taken:
         raise PlatformRejected(f"config {taken[0]!r} is reserved: Rucat sets it on Kubernetes")
@@ -264,10 +264,7 @@ def _b64(text: str) -> str:
 def secret_manifest(engine: Engine, config: KubernetesPlatformConfig) -> Manifest:
     """The engine's Secret: its properties file (Spark 3.5 has no Connect token, so
     its file holds none) and the executor pod template, which no driver can change."""
-    props: dict[str, str] = {}
-    if engine.connect_token is not None and _major(engine.version) >= 4:
-        props["spark.connect.authenticate.token"] = engine.connect_token
-    text = properties_text(props)
+    text = launch(engine, config).file(PROPERTIES_KEY).text
     return {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -46,11 +46,13 @@ from pathlib import Path
 
 from rucat.config import LocalPlatformConfig
 from rucat.domain.engine import Engine, EngineId, is_engine_id
-from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected, RucatError
+from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
-from rucat.engines import spark
+from rucat.engines.kind import CONNECT, UI, EngineKind, PortRule, Site
 from rucat.platforms import files
 from rucat.platforms.local import process
+from rucat.platforms.local.offer import KIND
+from rucat.platforms.local.readiness import Answered, NotYet, Readiness
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +100,18 @@ class LocalPlatform:
     name = "Local"
 
     def __init__(
-        self, config: LocalPlatformConfig, *, data_dir: Path, master: str = "local[*]"
+        self,
+        config: LocalPlatformConfig,
+        *,
+        data_dir: Path,
+        master: str = "local[*]",
+        kind: EngineKind = KIND,
+        name: str = "Local",
     ) -> None:
         self._config = config
+        self._kind = kind
+        #: For messages: the Standalone platform runs its drivers on this one.
+        self._name = name
         #: spark-submit's --master: the Standalone platform runs its drivers here too.
         self._master = master
         # Absolute: engines run with their own folder as working directory.
@@ -109,8 +120,8 @@ class LocalPlatform:
         self._locks: dict[EngineId, asyncio.Lock] = {}
         #: Our own children (supervisors), kept to reap them.
         self._children: dict[EngineId, subprocess.Popen[bytes]] = {}
-        #: Engines whose readiness the watcher probes: id -> connect token.
-        self._awaiting_ready: dict[EngineId, str | None] = {}
+        #: Which engines are starting and whether each answers (watcher and inspect).
+        self._readiness = Readiness(self._probe)
         #: Engines whose exit was already reported by changes().
         self._reported_exit: set[EngineId] = set()
         self._subscribers: set[asyncio.Queue[EngineId]] = set()
@@ -199,70 +210,35 @@ class LocalPlatform:
                 "no Java runtime found: install openjdk-17-jre-headless "
                 "or set platform.Local.java_home"
             )
-        homes = {spark.bundled_spark_version(): str(spark.bundled_spark_home())}
-        for version, home in homes.items():
-            if not os.access(spark.spark_submit(Path(home)), os.X_OK):
-                raise ConfigError(
-                    f"the installed pyspark {version} at {home} has no bin/spark-submit"
-                )
-        for version, home in self._config.spark_homes.items():
-            if not os.access(spark.spark_submit(Path(home)), os.X_OK):
-                raise ConfigError(
-                    f"platform.Local.spark_homes.{version}: {home} has no bin/spark-submit"
-                )
+        self._kind.check_installations(
+            homes=self._config.spark_homes, bundled=True, where="platform.Local"
+        )
 
     async def start(self, *, engine: Engine) -> None:
         async with self._exclusive(engine.id) as folder:
             run = self._read_run(engine.id)
             if run is not None and process.group_alive(run.pid, run.start_time):
-                self._awaiting_ready[engine.id] = engine.connect_token
+                self._readiness.expect(engine.id, engine.connect_token)
                 return  # already running: adopt it
             self._launch(engine, folder)
-            self._awaiting_ready[engine.id] = engine.connect_token
+            self._readiness.expect(engine.id, engine.connect_token)
             self._reported_exit.discard(engine.id)
 
+    def _site(self, folder: Path) -> Site:
+        return site(self._config, folder=folder, master=self._master, platform=self._name)
+
     def _launch(self, engine: Engine, folder: Path) -> None:
-        try:
-            spark_home = spark.spark_home_for(engine.version, self._config.spark_homes)
-        except RucatError as e:
-            raise PlatformRejected(f"{e.message} on the Local platform") from e
-        bundled = spark_home == spark.bundled_spark_home()
+        launch = self._kind.launch(engine=engine, site=self._site(folder))
+        for fresh in launch.fresh_dirs:
+            shutil.rmtree(folder / fresh, ignore_errors=True)
+            (folder / fresh).mkdir(mode=files.PRIVATE_DIR)
+        for link in launch.links:
+            (folder / link.path).symlink_to(link.target)
+        # Private files (0600): the user's confs and the token are in them, never on
+        # the command line, which every OS user can read in /proc/<pid>/cmdline.
+        for private in launch.files:
+            files.write_private(folder / private.path, private.text)
         host = self._config.host
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUCAT_")}
-        env["SPARK_HOME"] = str(spark_home)
-        env["SPARK_LOCAL_IP"] = host  # the driver, its UI and block manager bind here
-        if self._config.java_home is not None:
-            env["JAVA_HOME"] = self._config.java_home
-        if bundled:  # Python UDFs run in workers that need this pyspark
-            env.setdefault("PYSPARK_PYTHON", sys.executable)
-        conf_dir = Path(env.get("SPARK_CONF_DIR") or spark_home / "conf")
-        if not spark.has_log4j2_config(conf_dir):
-            env["SPARK_CONF_DIR"] = str(_own_conf_dir(folder, conf_dir, spark_home))
-        # Defaults first (spark-defaults.conf, Rucat's, the user's), the endpoint
-        # last. The user's confs may hold secrets: they go in this 0600 file, never
-        # on the command line, which every OS user can read in /proc/<pid>/cmdline.
-        properties = {
-            "spark.local.dir": str(folder / "tmp"),
-            # Any free port; ui_port() reads the one bound from the log.
-            "spark.ui.port": "0",
-            **engine.configs,
-            **spark.connect_properties(token=engine.connect_token, address=host, port=0),
-        }
-        text = spark.properties_text(
-            properties, defaults=spark.spark_defaults_text(spark_home, conf_dir)
-        )
-        files.write_private(folder / _PROPS, text)
-        # Rucat's own confs, none secret, stay visible to `ps` (the app name names
-        # the engine's processes) and win over any file.
-        confs = {
-            "spark.app.name": spark.app_name(engine.id),
-            "spark.driver.host": host,
-            "spark.driver.bindAddress": host,
-            "spark.ui.proxyBase": spark.ui_proxy_base(engine.id),
-        }
-        argv = spark.connect_server_argv(
-            spark_home, master=self._master, confs=confs, properties_file=folder / _PROPS
-        )
         for stale in (_EXIT, _ROTATED):  # of the run before
             with contextlib.suppress(FileNotFoundError):
                 (folder / stale).unlink()
@@ -270,7 +246,7 @@ class LocalPlatform:
         with files.open_private_log(folder / _LOG) as log:
             offset = log.tell()
             log.write(
-                f"rucat: starting Spark {engine.version} engine {engine.id} "
+                f"rucat: starting {engine.engine_type} {engine.version} engine {engine.id} "
                 f"at {now.isoformat(timespec='seconds')}\n".encode()
             )
             log.flush()
@@ -287,13 +263,13 @@ class LocalPlatform:
                         "--max-log-bytes",
                         str(self._config.log_max_bytes),
                         "--",
-                        *argv,
+                        *launch.argv,
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=folder,
-                    env=env,
+                    env=dict(launch.env),
                     start_new_session=True,  # its own group and session: outlives us
                     close_fds=True,
                 )
@@ -345,34 +321,41 @@ class LocalPlatform:
         if not process.group_alive(run.pid, run.start_time):
             return Failed(await asyncio.to_thread(self._failure_reason, engine.id, run))
         port = await asyncio.to_thread(self._bound_port, engine.id, run)
-        if port is None:
-            # Not ready yet: the watcher reports (changes()) when it is.
-            self._awaiting_ready.setdefault(engine.id, engine.connect_token)
-            return Pending("the Spark Connect server has not opened its port yet")
-        try:
-            await spark.connect_version(
-                f"{run.host}:{port}",
-                token=engine.connect_token,
-                timeout=INSPECT_PROBE_TIMEOUT,
-                session_id=spark.probe_session_id(engine.id),
-            )
-        except ConnectionError:
-            self._awaiting_ready.setdefault(engine.id, engine.connect_token)
-            return Pending(f"the Spark Connect server on port {port} does not answer yet")
-        except PermissionError as e:
-            return Unknown(str(e))
-        self._awaiting_ready.pop(engine.id, None)
-        return Ready(f"sc://{run.host}:{port}")
+        answer = await self._readiness.check(
+            engine.id,
+            target=None if port is None else f"{run.host}:{port}",
+            token=engine.connect_token,
+            timeout=INSPECT_PROBE_TIMEOUT,
+        )
+        match answer:
+            case Answered(target):
+                return Ready(f"sc://{target}")
+            case NotYet(detail):
+                # Not ready yet: the watcher reports (changes()) when it is.
+                return Pending(detail)
+            case _:
+                return Unknown(answer.reason)
+
+    async def _probe(
+        self, engine_id: EngineId, target: str, token: str | None, timeout: float
+    ) -> str:
+        return await self._kind.probe(
+            engine_id=engine_id, target=target, token=token, timeout=timeout
+        )
 
     def _bound_port(self, engine_id: EngineId, run: _Run) -> int | None:
         """The port this run's Spark Connect server bound, from its log (cached in run.json)."""
         if run.port is not None:
             return run.port
-        port = spark.bound_connect_port(self._run_log_head(engine_id, run))
+        port = self._port_rule(engine_id, CONNECT).find(self._run_log_head(engine_id, run))
         if port is not None:
             with contextlib.suppress(OSError):  # only a cache
                 self._write_run(engine_id, replace(run, port=port))
         return port
+
+    def _port_rule(self, engine_id: EngineId, name: str) -> PortRule:
+        rules = self._kind.port_rules(site=self._site(self._dir(engine_id)))
+        return next(rule for rule in rules if rule.name == name)
 
     def _run_log_head(self, engine_id: EngineId, run: _Run) -> str:
         """The first `_PORT_SCAN_BYTES` of this run's log ('' when there is none)."""
@@ -407,10 +390,10 @@ class LocalPlatform:
         if key in self._ui_ports:
             return self._ui_ports[key]
         text = await asyncio.to_thread(self._run_log_head, engine.id, run)
-        port = spark.bound_ui_port(text)
+        port = self._port_rule(engine.id, UI).find(text)
         # The UI starts before the Connect server: once Connect's port is in the
         # log, a UI port that is not is never coming (spark.ui.enabled=false).
-        if port is not None or spark.bound_connect_port(text) is not None:
+        if port is not None or self._port_rule(engine.id, CONNECT).find(text) is not None:
             if len(self._ui_ports) >= _UI_PORT_CACHE:
                 self._ui_ports.clear()
             self._ui_ports[key] = port
@@ -481,7 +464,7 @@ class LocalPlatform:
 
     def _forget_memory(self, engine_id: EngineId) -> None:
         self._reap(engine_id)
-        self._awaiting_ready.pop(engine_id, None)
+        self._readiness.drop(engine_id)
         self._reported_exit.discard(engine_id)
 
     async def forget(self, *, engine: Engine) -> None:
@@ -520,7 +503,7 @@ class LocalPlatform:
     async def _watch(self) -> None:
         last_exit_check = 0.0
         while True:
-            awaiting = list(self._awaiting_ready.items())
+            awaiting = list(self._readiness.awaited().items())
             answers = await asyncio.gather(
                 *(self._answers(engine_id, token) for engine_id, token in awaiting),
                 return_exceptions=True,
@@ -529,7 +512,6 @@ class LocalPlatform:
                 if isinstance(answered, BaseException):
                     log.warning("engine %s: readiness probe failed: %s", engine_id, answered)
                 elif answered:
-                    self._awaiting_ready.pop(engine_id, None)
                     self._emit(engine_id)
             if time.monotonic() - last_exit_check >= EXIT_POLL_SECS:
                 last_exit_check = time.monotonic()
@@ -540,7 +522,7 @@ class LocalPlatform:
                     exited = []
                 for engine_id in exited:
                     self._reported_exit.add(engine_id)
-                    self._awaiting_ready.pop(engine_id, None)
+                    self._readiness.drop(engine_id)
                     self._emit(engine_id)
             await asyncio.sleep(READY_POLL_SECS)
 
@@ -550,21 +532,15 @@ class LocalPlatform:
         except PlatformError:
             run = None  # inspect reports it as Unknown; nothing to probe
         if run is None:
-            self._awaiting_ready.pop(engine_id, None)
+            self._readiness.drop(engine_id)
             return False
         port = await asyncio.to_thread(self._bound_port, engine_id, run)
         if port is None:
             return False
-        try:
-            await spark.connect_version(
-                f"{run.host}:{port}",
-                token=token,
-                timeout=WATCH_PROBE_TIMEOUT,
-                session_id=spark.probe_session_id(engine_id),
-            )
-        except (ConnectionError, PermissionError):
-            return False
-        return True
+        answer = await self._readiness.check(
+            engine_id, target=f"{run.host}:{port}", token=token, timeout=WATCH_PROBE_TIMEOUT
+        )
+        return isinstance(answer, Answered)
 
     def _exited(self) -> list[EngineId]:
         """Engines with a current run whose processes are all gone, not reported yet."""
@@ -595,17 +571,22 @@ class LocalPlatform:
             self._watcher = None
 
 
-def _own_conf_dir(folder: Path, conf_dir: Path, spark_home: Path) -> Path:
-    """A conf dir that is `conf_dir` (its files linked) plus Rucat's log4j2 config,
-    which keeps the line naming the Connect port whatever the user's log level."""
-    ours = folder / "conf"
-    shutil.rmtree(ours, ignore_errors=True)
-    ours.mkdir(mode=0o700)
-    if conf_dir.is_dir():
-        for entry in conf_dir.iterdir():
-            (ours / entry.name).symlink_to(entry.absolute())
-    files.write_private(ours / "log4j2.properties", spark.log4j2_config_text(spark_home))
-    return ours
+def site(config: LocalPlatformConfig, *, folder: Path, master: str, platform: str) -> Site:
+    """Where an engine whose folder is `folder` runs: this machine, bound to `config.host`."""
+    host = config.host
+    return Site(
+        platform=platform,
+        master=master,
+        files_dir=folder,
+        homes=config.spark_homes,
+        address=host,
+        platform_confs={"spark.driver.host": host, "spark.driver.bindAddress": host},
+        # The UI takes any free port; ui_port() reads the one bound from the log.
+        defaults={"spark.local.dir": str(folder / "tmp"), "spark.ui.port": "0"},
+        base_env={k: v for k, v in os.environ.items() if not k.startswith("RUCAT_")},
+        java_home=config.java_home,
+        properties_file=_PROPS,
+    )
 
 
 def _tighten(path: Path, mode: int) -> None:

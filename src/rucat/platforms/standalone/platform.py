@@ -29,9 +29,10 @@ from rucat.config import LocalPlatformConfig, StandalonePlatformConfig
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import ConfigError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Ready, Unknown
-from rucat.engines import spark
+from rucat.engines.kind import EngineKind
 from rucat.platforms.local.platform import LocalPlatform
 from rucat.platforms.standalone.master import MasterClient, MasterUnreachable, MasterView
+from rucat.platforms.standalone.offer import KIND
 from rucat.platforms.standalone.status import (
     MasterTrouble,
     explain_driver_failure,
@@ -60,8 +61,10 @@ class StandalonePlatform:
         *,
         data_dir: Path,
         clock: Callable[[], float] = time.monotonic,
+        kind: EngineKind = KIND,
     ) -> None:
         self._config = config
+        self._kind = kind
         self._clock = clock
         drivers = LocalPlatformConfig(
             spark_homes=config.spark_homes,
@@ -69,7 +72,9 @@ class StandalonePlatform:
             stop_grace_secs=config.stop_grace_secs,
             java_home=config.java_home,
         )
-        self._drivers = LocalPlatform(drivers, data_dir=data_dir, master=config.master_url)
+        self._drivers = LocalPlatform(
+            drivers, data_dir=data_dir, master=config.master_url, kind=kind, name=self.name
+        )
         self._master = MasterClient(config.master_web_url, timeout=config.master_timeout_secs)
         self._view: tuple[float, MasterView | MasterTrouble] | None = None
         self._view_lock = asyncio.Lock()
@@ -106,7 +111,7 @@ class StandalonePlatform:
         return observe(
             driver,
             view,
-            app_name=spark.app_name(engine_id),
+            app_name=self._kind.application_name(engine_id),
             master_web_url=self._config.master_web_url,
         )
 
@@ -176,7 +181,7 @@ class StandalonePlatform:
         self._watched.pop(engine.id, None)
         # The master marks the application finished when its driver disconnects;
         # wait for that (bounded), so a restart never overlaps the old application.
-        name = spark.app_name(engine.id)
+        name = self._kind.application_name(engine.id)
         deadline = self._clock() + STOP_CONFIRM_SECS
         while self._clock() < deadline:
             view = await self._master_view(max_age=0.0)
@@ -228,7 +233,7 @@ class StandalonePlatform:
                 continue
             view = await self._master_view(max_age=0.0)
             for engine_id, before in list(self._watched.items()):
-                now = _summary(view, spark.app_name(engine_id))
+                now = _summary(view, self._kind.application_name(engine_id))
                 if engine_id not in self._watched:
                     continue
                 self._watched[engine_id] = now

@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 from rucat.config import RucatConfig
 from rucat.domain.access import Allow, EngineAction, Hide, decide_access, visibility
 from rucat.domain.activity import idle_since, resolve_auto_stop
-from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, is_engine_id, new_engine
+from rucat.domain.engine import CreateEngineRequest, Engine, is_engine_id, new_engine
 from rucat.domain.errors import (
     EngineNotFound,
     InvalidRequest,
@@ -44,8 +44,8 @@ from rucat.domain.principal import Principal
 from rucat.domain.quota import active_limit
 from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.state import ERROR_STATES, EngineState, UserAction, allowed_user_actions
-from rucat.engines.spark import available_versions, validate_request
 from rucat.platforms import Platform
+from rucat.platforms.offer import platform_offer
 from rucat.server.actions import apply_user_action
 from rucat.server.auth import Authenticator
 from rucat.server.console.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions
@@ -112,6 +112,7 @@ def console_router(
 ) -> APIRouter:
     """The console's routes under /ui (the app mounts /ui/static itself)."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
+    offer = platform_offer(config.platform)
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True)
     )
@@ -353,7 +354,7 @@ def console_router(
     def create_form(
         request: Request, viewer: _Viewer, status: int = 200, **context: Any
     ) -> HTMLResponse:
-        versions = available_versions(config.platform)
+        versions = list(offer.versions)
         context.setdefault("values", {"version": versions[-1] if versions else ""})
         context.setdefault("auto_stop_default", config.auto_stop.default_minutes)
         context.setdefault("errors", {})
@@ -372,11 +373,11 @@ def console_router(
             configs = _parse_configs(values["configs"])
             wanted = CreateEngineRequest(
                 name=values["name"],
-                engine_type=EngineType.Spark,
+                engine_type=offer.kind.engine_type,
                 version=values["version"],
                 configs=configs,
             )
-            wanted = validate_request(wanted, config.platform, policy=policy)
+            wanted = offer.validate(wanted, policy=policy)
             auto_stop = resolve_auto_stop(
                 _minutes(values["auto_stop"]),
                 default=config.auto_stop.default_minutes,

@@ -20,15 +20,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from rucat.config import RucatConfig
 from rucat.domain.access import EngineAction, visibility
 from rucat.domain.activity import idle_since, resolve_auto_stop
-from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, EngineType, new_engine
+from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, new_engine
 from rucat.domain.errors import PlatformError
 from rucat.domain.policy import Policy
 from rucat.domain.principal import Principal
 from rucat.domain.quota import active_limit
 from rucat.domain.redaction import engine_secrets, redact_text
 from rucat.domain.state import EngineState, UserAction
-from rucat.engines.spark import available_versions, validate_request
 from rucat.platforms import Platform
+from rucat.platforms.offer import platform_offer
 from rucat.server.access import connect_url, host_of_header, url_host
 from rucat.server.actions import TriggerWait, apply_user_action, restart_check
 from rucat.server.auth import principal_of
@@ -69,6 +69,7 @@ def engine_router(
 ) -> APIRouter:
     """The engine routes over `store`; `wrote(engine_id)` runs after every successful write."""
     router = APIRouter(tags=["engines"], responses=ERRORS)
+    offer = platform_offer(config.platform)
 
     def quota_of(principal: Principal) -> int | None:
         return active_limit(principal, config.quotas.max_active_engines_per_user)
@@ -125,7 +126,7 @@ def engine_router(
             configs=dict(body.configs),
         )
         # Versions the platform runs, and the confs the engine policy allows (400 otherwise).
-        wanted = validate_request(wanted, config.platform, policy=policy)
+        wanted = offer.validate(wanted, policy=policy)
         principal = principal_of(request)
         auto_stop = resolve_auto_stop(
             body.auto_stop_minutes,
@@ -257,9 +258,7 @@ def engine_router(
         return VersionsOut(
             platform=config.platform.variant,
             engines=[
-                EngineVersions(
-                    engine_type=EngineType.Spark, versions=available_versions(config.platform)
-                )
+                EngineVersions(engine_type=offer.kind.engine_type, versions=list(offer.versions))
             ],
         )
 
