@@ -27,6 +27,7 @@ ADDED_FIELDS = {
     "idle_since",
     "owner",
     "connect_url",
+    "pool",
 }
 
 

@@ -16,6 +16,7 @@ import typer
 
 from rucat.cli.common import load_or_exit, run_service
 from rucat.cli.engine import engine_app
+from rucat.cli.pool import pool_app
 from rucat.cli.token import token_app
 from rucat.cli.user import user_app
 from rucat.config import RucatConfig
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(engine_app, name="engine")
+app.add_typer(pool_app, name="pool")
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
 

@@ -21,7 +21,7 @@ from rucat.config import RucatConfig
 from rucat.domain.engine import Engine
 from rucat.domain.errors import ConfigError
 from rucat.monitor.reconciler import Monitor, utc_now
-from rucat.monitor.runner import build_monitor
+from rucat.monitor.runner import build_monitor, build_pool_keeper, run_with_pools
 from rucat.monitor.shutdown import stop_engines_on_exit
 from rucat.platforms import Platform, open_platform
 from rucat.server.metrics import AUTO_STOPS, count_in
@@ -59,12 +59,13 @@ async def run_monitor(config: RucatConfig) -> None:
 
     async def body(store: EngineStore, platform: Platform) -> None:
         monitor = build_monitor(config, store=store, platform=platform)
+        keeper = build_pool_keeper(config, store=store, platform=platform, monitor=monitor)
         if config.monitor_metrics_port is None:
-            await monitor.run()
+            await run_with_pools(monitor, keeper)
             return
         served = _serve_monitor_metrics(config, monitor)
         try:
-            await monitor.run()
+            await run_with_pools(monitor, keeper)
         finally:
             served.shutdown()
             served.server_close()
@@ -89,6 +90,12 @@ async def run_up(
 
     async def body(store: EngineStore, platform: Platform) -> None:
         monitor = build_monitor(config, store=store, platform=platform)
+        keeper = build_pool_keeper(config, store=store, platform=platform, monitor=monitor)
+
+        def notify(engine_id: str) -> None:
+            monitor.wake(engine_id)
+            keeper.wake(engine_id)  # a hand-out leaves a slot to refill
+
         # Fail with the platform's own words (no Java, ...) before serving anything.
         await platform.check()
         server = asyncio.create_task(
@@ -96,14 +103,14 @@ async def run_up(
                 config,
                 store=store,
                 platform=platform,
-                notify=monitor.wake,
+                notify=notify,
                 on_started=lambda url: on_started(url, proxy_port[0] if proxy_port else None),
                 on_proxy_started=proxy_port.append,
                 auto_stops=lambda: monitor.auto_stops,
             ),
             name="rucat-server",
         )
-        reconciler = asyncio.create_task(monitor.run(), name="rucat-monitor")
+        reconciler = asyncio.create_task(run_with_pools(monitor, keeper), name="rucat-monitor")
         # Only a clean shutdown (SIGINT, SIGTERM: cancellation) stops the engines; a
         # failure to start (a port in use) leaves the previous run's engines alone.
         clean_exit = False

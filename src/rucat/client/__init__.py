@@ -34,6 +34,7 @@ from rucat.client.errors import (
     WaitTimeout,
 )
 from rucat.client.models import EngineEventInfo, EngineInfo, Permissions
+from rucat.client.pools import PoolInfo
 from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.state import EngineState
 
@@ -51,6 +52,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "Permissions",
+    "PoolInfo",
     "QuotaExceeded",
     "RucatClient",
     "RucatClientError",

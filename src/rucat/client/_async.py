@@ -17,10 +17,11 @@ from typing import Any, Self
 
 import httpx
 
-from rucat.client import _core, tokens
+from rucat.client import _core, pools, tokens
 from rucat.client._core import Call
 from rucat.client.errors import NotFound, RucatClientError
 from rucat.client.models import EngineEventInfo, EngineInfo, Permissions
+from rucat.client.pools import PoolInfo
 from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
@@ -170,6 +171,10 @@ class AsyncRucatClient:
     async def logs(self, engine_id: EngineId, tail: int | None = None) -> str:
         """The engine's log (its last `tail` lines)."""
         return _core.read_logs(await self._send(_core.logs_call(engine_id, tail)))
+
+    async def pools(self) -> builtins.list[PoolInfo]:
+        """The server's warm pools, with their idle and starting engines."""
+        return pools.read_list(await self._send(pools.list_call()))
 
     async def versions(self) -> dict[str, builtins.list[str]]:
         """The engine types and the versions of each the server's platform runs."""

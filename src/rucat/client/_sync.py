@@ -15,10 +15,11 @@ from typing import Any, Self
 
 import httpx
 
-from rucat.client import _core, tokens
+from rucat.client import _core, pools, tokens
 from rucat.client._core import Call
 from rucat.client.errors import NotFound, RucatClientError
 from rucat.client.models import EngineEventInfo, EngineInfo, Permissions
+from rucat.client.pools import PoolInfo
 from rucat.client.tokens import CreatedToken, TokenInfo
 from rucat.domain.engine import EngineId
 from rucat.domain.state import EngineState
@@ -157,6 +158,10 @@ class RucatClient:
     def logs(self, engine_id: EngineId, tail: int | None = None) -> str:
         """The engine's log (its last `tail` lines)."""
         return _core.read_logs(self._send(_core.logs_call(engine_id, tail)))
+
+    def pools(self) -> builtins.list[PoolInfo]:
+        """The server's warm pools, with their idle and starting engines."""
+        return pools.read_list(self._send(pools.list_call()))
 
     def versions(self) -> dict[str, builtins.list[str]]:
         """The engine types and the versions of each the server's platform runs."""

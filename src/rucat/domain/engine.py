@@ -133,6 +133,9 @@ class Engine:
     saved_logs: str | None = field(default=None, repr=False)
     owner: str | None = None
     grants: tuple[Grant, ...] = ()
+    #: The warm pool that owns the engine while it waits idle to be handed out
+    #: (domain/pool.py); None for every other engine, and for good once handed out.
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def new_engine(
     engine_id: EngineId | None = None,
     owner: str | None = None,
     auto_stop_minutes: float | None = None,
+    pool: str | None = None,
 ) -> Engine:
     """The stored form of a fresh engine: WaitToStart, due at once, with its own token.
 
@@ -177,4 +181,5 @@ def new_engine(
         ),
         connect_token=new_secret_token(),
         owner=owner,
+        pool=pool,
     )

@@ -26,6 +26,19 @@ def becomes_active(before: EngineState | None, after: EngineState) -> bool:
     return is_active(after) and (before is None or not is_active(before))
 
 
+def counts_anew(
+    before_state: EngineState | None,
+    before_owner: str | None,
+    after_state: EngineState,
+    after_owner: str | None,
+) -> bool:
+    """Does this write add one to `after_owner`'s active count? Either the engine becomes
+    active, or an active engine changes hands (a warm pool's idle engine handed out)."""
+    if after_owner is None or not is_active(after_state):
+        return False
+    return becomes_active(before_state, after_state) or before_owner != after_owner
+
+
 def active_limit(principal: Principal, max_active_engines_per_user: int | None) -> int | None:
     """The limit on `principal`'s active engines; None: no limit (unset, or an admin)."""
     if principal.admin:

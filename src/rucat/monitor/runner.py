@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
 from rucat.config import RucatConfig
 from rucat.domain.reconcile import Timing
+from rucat.monitor.pools import PoolKeeper
 from rucat.monitor.reconciler import Monitor, utc_now
 from rucat.platforms import Platform
+from rucat.platforms.pool_profiles import pool_profiles
 from rucat.store import EngineStore
 
 
@@ -37,3 +40,40 @@ def build_monitor(
         max_concurrency=config.max_concurrency,
         clock=clock,
     )
+
+
+def build_pool_keeper(
+    config: RucatConfig,
+    *,
+    store: EngineStore,
+    platform: Platform,
+    monitor: Monitor,
+    clock: Callable[[], datetime] = utc_now,
+) -> PoolKeeper:
+    """The keeper of config.pools; it wakes `monitor` for each engine it adds or stops."""
+    return PoolKeeper(
+        store=store,
+        platform=platform,
+        profiles=pool_profiles(config),
+        check_interval=config.check_interval_secs,
+        clock=clock,
+        notify=monitor.wake,
+    )
+
+
+async def run_with_pools(monitor: Monitor, keeper: PoolKeeper) -> None:
+    """Run the monitor and the pool keeper until cancelled (or one of them fails)."""
+    tasks = [
+        asyncio.create_task(monitor.run(), name="rucat-monitor-loop"),
+        asyncio.create_task(keeper.run(), name="rucat-pools"),
+    ]
+    try:
+        while tasks:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what stopped it
+                tasks.remove(task)  # a keeper without pools returns at once
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

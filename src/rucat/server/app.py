@@ -2,8 +2,8 @@
 
 `create_app` builds one FastAPI app over an EngineStore: the per-request layer
 (middleware.py: auth, limits, metrics), the error answers (errors.py), and
-the routers of server/routes/ (engines, permissions, tokens, operations) and
-the console. Routes only write user intent to the store; the monitor does
+the routers of server/routes/ (engines, permissions, tokens, operations), the
+warm pools' (pools.py) and the console. Routes only write user intent to the store; the monitor does
 the rest.
 """
 
@@ -23,6 +23,7 @@ from rucat.domain.engine import EngineId
 from rucat.domain.request_origin import default_allowed_hosts
 from rucat.platforms import Platform
 from rucat.platforms.offer import platform_offer
+from rucat.platforms.pool_profiles import pool_profiles
 from rucat.server.actions import TRIGGER_WAIT, TriggerWait
 from rucat.server.auth import Authenticator
 from rucat.server.console import Sessions, console_router, install_console_redirects
@@ -30,10 +31,12 @@ from rucat.server.console.routes import HERE as CONSOLE_DIR
 from rucat.server.errors import install_error_handlers
 from rucat.server.metrics import Metrics
 from rucat.server.middleware import RequestMiddleware
+from rucat.server.pools import PoolDesk
 from rucat.server.routes.engines import engine_router
 from rucat.server.routes.errors import ERRORS
 from rucat.server.routes.operations import operations_router
 from rucat.server.routes.permissions import permission_router
+from rucat.server.routes.pools import pool_router
 from rucat.server.routes.tokens import token_router
 from rucat.server.sparkui import sparkui_router
 from rucat.store import EngineStore
@@ -77,7 +80,14 @@ def create_app(
     authenticator = authenticator or Authenticator(config.auth_provider, tokens=store, clock=clock)
     policy = platform_offer(config.platform).policy(config.engine_policy)
     busy_grace = 2 * config.auto_stop.busy_refresh_secs
-    metrics = Metrics(busy_grace=busy_grace, auto_starts=auto_starts, auto_stops=auto_stops)
+    pools = PoolDesk(store, pool_profiles(config, policy=policy), clock=clock)
+    metrics = Metrics(
+        busy_grace=busy_grace,
+        auto_starts=auto_starts,
+        auto_stops=auto_stops,
+        pools=pools.counts,
+        pool_names=[p.name for p in pools.profiles],
+    )
     sessions = Sessions(ttl=timedelta(minutes=config.console_session_minutes), clock=clock)
     app.state.www_authenticate = authenticator.challenge
     install_error_handlers(app)
@@ -133,7 +143,9 @@ def create_app(
             trigger_wait=trigger_wait,
             busy_grace=busy_grace,
             connect_port=connect_port,
+            pools=pools,
         ),
+        pool_router(pools),
         permission_router(store=store),
         token_router(store=store, clock=clock, responses=token_errors),
         sparkui_router(store=store, platform=platform),

@@ -17,7 +17,8 @@ events would not be (deleting an engine deletes its events).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import collections
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,6 +34,8 @@ __all__ = ["AUTO_STARTS", "AUTO_STOPS", "CONTENT_TYPE_LATEST", "Metrics", "count
 
 AUTO_STARTS = "rucat_engine_auto_starts"
 AUTO_STOPS = "rucat_engine_auto_stops"
+POOL_HAND_OUTS = "rucat_pool_hand_outs"
+POOL_MISSES = "rucat_pool_misses"
 
 
 class _Counted(Collector):
@@ -56,6 +59,37 @@ def count_in(registry: CollectorRegistry, name: str, read: Callable[[], int]) ->
     registry.register(_Counted(name, what, read))
 
 
+class PoolCounts:
+    """Warm pools' hand-outs and misses (matching creates started cold) per pool name,
+    since this server started (monotonic); server/pools.py counts them."""
+
+    def __init__(self) -> None:
+        self.hand_outs: collections.Counter[str] = collections.Counter()
+        self.misses: collections.Counter[str] = collections.Counter()
+
+
+class _PoolCounters(Collector):
+    def __init__(self, counts: PoolCounts, names: Callable[[], Iterable[str]]) -> None:
+        self._counts = counts
+        self._names = names
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        names = sorted(self._names())
+        for metric, what, counted in (
+            (POOL_HAND_OUTS, "Idle pool engines handed to a create (this process).", "hand_outs"),
+            (
+                POOL_MISSES,
+                "Creates matching a pool that found it empty and started cold.",
+                "misses",
+            ),
+        ):
+            family = CounterMetricFamily(metric, what, labels=["pool"])
+            values: collections.Counter[str] = getattr(self._counts, counted)
+            for name in names:
+                family.add_metric([name], values[name])
+            yield family
+
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -66,9 +100,12 @@ class Metrics:
         busy_grace: float = 10.0,
         auto_starts: Callable[[], int] | None = None,
         auto_stops: Callable[[], int] | None = None,
+        pools: PoolCounts | None = None,
+        pool_names: Sequence[str] = (),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._busy_grace = busy_grace
+        self._pool_names = tuple(pool_names)
         self.requests = Counter(
             "rucat_http_requests",
             "HTTP requests answered, by method, route template and status code.",
@@ -99,6 +136,14 @@ class Metrics:
             count_in(self.registry, AUTO_STARTS, auto_starts)
         if auto_stops is not None:
             count_in(self.registry, AUTO_STOPS, auto_stops)
+        self.pool_idle = Gauge(
+            "rucat_pool_idle_engines",
+            "Running engines waiting idle in each warm pool (computed at scrape time).",
+            ["pool"],
+            registry=self.registry,
+        )
+        if pools is not None:
+            self.registry.register(_PoolCounters(pools, lambda: self._pool_names))
         self.store_up = Gauge(
             "rucat_store_up",
             "1 if the store answered the last scrape, else 0 (engine counts are then absent).",
@@ -124,6 +169,7 @@ class Metrics:
         if engines is None:
             self.engines.clear()
             self.running.clear()
+            self.pool_idle.clear()
             self.store_up.set(0)
         else:
             counts, listed = engines
@@ -133,5 +179,8 @@ class Metrics:
             busy = sum(is_busy(e, now=now, busy_grace=self._busy_grace) for e in running)
             self.running.labels("busy").set(busy)
             self.running.labels("idle").set(len(running) - busy)
+            pooled = collections.Counter(e.pool for e in running if e.pool is not None)
+            for name in self._pool_names:
+                self.pool_idle.labels(name).set(pooled[name])
             self.store_up.set(1)
         return generate_latest(self.registry)

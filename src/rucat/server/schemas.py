@@ -21,6 +21,7 @@ from pydantic import (
     StrictStr,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from rucat.domain.access import Grant, grants_from_json
@@ -62,13 +63,25 @@ class CreateEngineBody(BaseModel):
         StrictStr,
         Field(min_length=1, max_length=MAX_NAME_LENGTH, description="Any label for humans."),
     ]
-    engine_type: EngineType = Field(description="Kind of engine; only 'Spark' today.")
-    version: StrictStr = Field(
-        description="Plain dotted version, e.g. '4.0.1'.",
+    # Required (as in the seed) unless `pool` is given: then absent means the pool's.
+    engine_type: EngineType | None = Field(
+        description="Kind of engine; only 'Spark' today. Required unless `pool` is given."
+    )
+    version: StrictStr | None = Field(
+        description="Plain dotted version, e.g. '4.0.1'. Required unless `pool` is given.",
         json_schema_extra={"pattern": r"^[0-9]+(\.[0-9]+){0,3}$"},
     )
-    configs: dict[StrictStr, StrictStr] = Field(
-        default_factory=dict, description="Engine confs, e.g. Spark confs (key -> value)."
+    configs: dict[StrictStr, StrictStr] | None = Field(
+        None,
+        description="Engine confs, e.g. Spark confs (key -> value). With `pool`: "
+        "absent takes the pool's.",
+    )
+    pool: StrictStr | None = Field(
+        None,
+        max_length=63,
+        description="Take an idle engine of this warm pool (GET /pools); its type, version "
+        "and configs are the pool's. A create whose type, version and configs equal a "
+        "pool's takes one without naming it. An empty pool starts a cold engine.",
     )
     auto_stop_minutes: float | None = Field(
         None,
@@ -97,13 +110,21 @@ class CreateEngineBody(BaseModel):
 
     @field_validator("version")
     @classmethod
-    def _version(cls, value: str) -> str:
-        return _domain_rule(validate_version, value)
+    def _version(cls, value: str | None) -> str | None:
+        return value if value is None else _domain_rule(validate_version, value)
 
     @field_validator("configs")
     @classmethod
-    def _configs(cls, value: dict[str, str]) -> dict[str, str]:
-        return _domain_rule(validate_configs, value)
+    def _configs(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return value if value is None else _domain_rule(validate_configs, value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_fills_the_profile(cls, data: Any) -> Any:
+        # Naming a pool makes engine_type and version optional (the pool's).
+        if isinstance(data, dict) and data.get("pool") is not None:
+            return {"engine_type": None, "version": None, **data}
+        return data
 
 
 def _domain_rule(rule: Callable[[T], object], value: T) -> T:
@@ -157,6 +178,11 @@ class EngineInfo(BaseModel):
         description="Rucat's Spark Connect proxy URL for this engine, for "
         "SparkSession.builder.remote() (add ;token=<token>); null when the proxy is off.",
     )
+    pool: str | None = Field(
+        None,
+        description="The warm pool owning this idle engine; null for every engine handed "
+        "out or created cold.",
+    )
 
     @classmethod
     def of(
@@ -183,6 +209,7 @@ class EngineInfo(BaseModel):
             idle_since=idle_since,
             owner=engine.owner,
             connect_url=connect_url,
+            pool=engine.pool,
         )
 
 
@@ -296,3 +323,20 @@ class PermissionsOut(BaseModel):
     @classmethod
     def of(cls, engine: Engine) -> PermissionsOut:
         return cls(owner=engine.owner, grants=[GrantBody.of(g) for g in engine.grants])
+
+
+class PoolOut(BaseModel):
+    """One warm pool in ``GET /pools``."""
+
+    name: str
+    engine_type: EngineType
+    version: str
+    configs: dict[str, str] = Field(
+        description="The pool's engine confs (sensitive ones redacted)."
+    )
+    min_idle: int = Field(description="Idle Running engines the monitor keeps.")
+    max_idle: int = Field(description="Idle engines the pool never exceeds.")
+    idle: int = Field(description="Engines Running and idle in the pool now.")
+    starting: int = Field(description="Pool engines on their way to Running.")
+    hand_outs: int = Field(description="Engines this server handed out since it started.")
+    misses: int = Field(description="Matching creates this server started cold (pool empty).")

@@ -45,10 +45,12 @@ class EngineStore(Protocol):
         after: EngineId | None = None,
         owner: str | None = None,
         visible_to: VisibleTo | None = None,
+        pool: str | None = None,
     ) -> list[Engine]:
         """Engines oldest first (create_time, then id), optionally filtered.
 
-        `owner`: only engines this principal name owns. `visible_to`: only
+        `owner`: only engines this principal name owns. `pool`: only engines
+        that warm pool owns (idle, not yet handed out). `visible_to`: only
         engines that user owns or that are granted to the user or one of its
         groups. Filters apply in the query, so `limit` pages stay full.
         `after` is a cursor: the id of the last engine of the previous page.
@@ -70,7 +72,8 @@ class EngineStore(Protocol):
         Returns the stored row (revision + 1). Writes an event when the state
         changes. Raises StoreConflict carrying the row as it is now (None if
         removed) when the revision moved on. `active_limit`: as for `add`, when
-        the write moves the engine from an inactive into an active state.
+        the write moves the engine from an inactive into an active state, or
+        gives an active engine to a new owner (a warm pool's hand-out).
         """
         ...
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from rucat.config import RucatConfig
 from rucat.domain.access import EngineAction, visibility
 from rucat.domain.activity import idle_since, resolve_auto_stop
-from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, new_engine
+from rucat.domain.engine import Engine, EngineId, new_engine
 from rucat.domain.errors import PlatformError
 from rucat.domain.policy import Policy
 from rucat.domain.principal import Principal
@@ -32,6 +32,7 @@ from rucat.platforms.offer import platform_offer
 from rucat.server.access import connect_url, host_of_header, url_host
 from rucat.server.actions import TriggerWait, apply_user_action, restart_check
 from rucat.server.auth import principal_of
+from rucat.server.pools import PoolDesk
 from rucat.server.routes.engine_id import EngineIdPath, visible_engine
 from rucat.server.routes.errors import ERRORS
 from rucat.server.schemas import (
@@ -66,8 +67,10 @@ def engine_router(
     trigger_wait: TriggerWait,
     busy_grace: float,
     connect_port: int | None,
+    pools: PoolDesk,
 ) -> APIRouter:
-    """The engine routes over `store`; `wrote(engine_id)` runs after every successful write."""
+    """The engine routes over `store`; `wrote(engine_id)` runs after every successful write.
+    A create matching a warm pool takes an idle engine from `pools`."""
     router = APIRouter(tags=["engines"], responses=ERRORS)
     offer = platform_offer(config.platform)
 
@@ -118,13 +121,9 @@ def engine_router(
 
     @router.post("/engine", response_model=EngineIdOut)
     async def create_engine(body: CreateEngineBody, request: Request) -> EngineIdOut:
-        """Ask for a new engine; it starts in WaitToStart."""
-        wanted = CreateEngineRequest(
-            name=body.name,
-            engine_type=body.engine_type,
-            version=body.version,
-            configs=dict(body.configs),
-        )
+        """Ask for a new engine; it starts in WaitToStart, or is Running at once when a warm
+        pool it matches (or names) has an idle engine."""
+        wanted = pools.request_of(body)
         # Versions the platform runs, and the confs the engine policy allows (400 otherwise).
         wanted = offer.validate(wanted, policy=policy)
         principal = principal_of(request)
@@ -133,6 +132,19 @@ def engine_router(
             default=config.auto_stop.default_minutes,
             maximum=config.auto_stop.max_minutes,
         )
+        pool = pools.choose(wanted, named=body.pool)
+        if pool is not None:  # a warm engine, Running at once; an empty pool starts cold
+            taken = await pools.take(
+                pool,
+                name=wanted.name,
+                owner=principal.name,
+                auto_stop_minutes=auto_stop,
+                actor=principal.name,
+                active_limit=quota_of(principal),
+            )
+            if taken is not None:
+                wrote(taken.id)
+                return EngineIdOut(id=taken.id)
         engine = new_engine(
             wanted,
             platform=config.platform.variant,

@@ -45,7 +45,7 @@ VERSION_TABLE = "rucat_schema_version"
 #: The newest migration in rucat/store/sql/migrations/versions. A store opening a
 #: database already at this revision skips Alembic (and its import) entirely;
 #: a test checks this equals Alembic's head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -106,9 +106,12 @@ engines = Table(
     Column("owner", Text, nullable=True),
     # Minutes without Spark Connect activity before auto-stop; 0 or NULL: never.
     Column("auto_stop_minutes", Float, nullable=True),
+    # The warm pool owning the engine while it waits idle; NULL for all others.
+    Column("pool", Text, nullable=True),
     Index("ix_rucat_engines_created", "create_time", "id"),
     Index("ix_rucat_engines_due", "platform", "next_update_time"),
     Index("ix_rucat_engines_owner", "owner", "state"),
+    Index("ix_rucat_engines_pool", "pool", "state"),
 )
 
 #: Who else may attach to or manage an engine. `position` keeps the order the
@@ -216,6 +219,7 @@ def engine_to_row(engine: Engine) -> dict[str, Any]:
         "saved_logs": text_for_storage(engine.saved_logs),
         "owner": engine.owner,
         "auto_stop_minutes": engine.auto_stop_minutes,
+        "pool": engine.pool,
     }
 
 
@@ -263,4 +267,5 @@ def engine_from_row(row: RowMapping | Mapping[str, Any], grants: Sequence[Grant]
         auto_stop_minutes=(
             None if row["auto_stop_minutes"] is None else float(row["auto_stop_minutes"])
         ),
+        pool=row["pool"],
     )

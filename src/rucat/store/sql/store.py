@@ -74,7 +74,7 @@ from rucat.domain.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from rucat.domain.quota import becomes_active
+from rucat.domain.quota import becomes_active, counts_anew
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
 from rucat.store.changes import CHANNEL, ChangeFeed
 from rucat.store.sql.access import check_quota, visible, with_grants
@@ -285,6 +285,7 @@ class SqlEngineStore(SqlTokens):
         after: EngineId | None = None,
         owner: str | None = None,
         visible_to: VisibleTo | None = None,
+        pool: str | None = None,
     ) -> builtins.list[Engine]:
         if limit is not None and limit < 0:
             raise InvalidRequest(f"limit must be >= 0, got {limit}")
@@ -292,6 +293,8 @@ class SqlEngineStore(SqlTokens):
         scope: builtins.list[ColumnElement[bool]] = []
         if owner is not None:
             scope.append(engines.c.owner == owner)
+        if pool is not None:
+            scope.append(engines.c.pool == pool)
         if visible_to is not None:
             scope.append(visible(visible_to))
         query = select(engines).where(*scope).order_by(engines.c.create_time, engines.c.id)
@@ -358,7 +361,8 @@ class SqlEngineStore(SqlTokens):
 
         quota_owner = (
             new.owner
-            if active_limit is not None and becomes_active(current.state, new.state)
+            if active_limit is not None
+            and counts_anew(current.state, current.owner, new.state, new.owner)
             else None
         )
 

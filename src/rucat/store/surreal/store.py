@@ -56,7 +56,7 @@ from rucat.domain.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from rucat.domain.quota import INACTIVE_STATES, becomes_active
+from rucat.domain.quota import INACTIVE_STATES, counts_anew
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
 from rucat.store.changes import ChangeFeed
 from rucat.store.surreal.connection import (
@@ -70,7 +70,7 @@ from rucat.store.surreal.tokens import TABLES_OF_TOKENS, SurrealTokens
 
 __all__ = ["SurrealEngineStore"]
 
-_OPTIONAL_STRINGS = ("message", "endpoint", "lease_owner", "connect_token", "saved_logs")
+_OPTIONAL_STRINGS = ("message", "endpoint", "lease_owner", "connect_token", "saved_logs", "pool")
 
 SCHEMA = """
 DEFINE TABLE IF NOT EXISTS rucat_engine SCHEMAFULL;
@@ -93,11 +93,13 @@ DEFINE FIELD OVERWRITE auto_stop_minutes ON rucat_engine TYPE option<float>;
 DEFINE FIELD OVERWRITE connect_token ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE saved_logs ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE owner ON rucat_engine TYPE option<string>;
+DEFINE FIELD OVERWRITE pool ON rucat_engine TYPE option<string>;
 DEFINE FIELD OVERWRITE grants ON rucat_engine TYPE option<array<object>>;
 DEFINE FIELD OVERWRITE grants[*].kind ON rucat_engine TYPE string;
 DEFINE FIELD OVERWRITE grants[*].name ON rucat_engine TYPE string;
 DEFINE FIELD OVERWRITE grants[*].level ON rucat_engine TYPE string;
 DEFINE INDEX IF NOT EXISTS rucat_engine_owner ON rucat_engine FIELDS owner, state;
+DEFINE INDEX IF NOT EXISTS rucat_engine_pool ON rucat_engine FIELDS pool, state;
 DEFINE INDEX IF NOT EXISTS rucat_engine_created ON rucat_engine FIELDS create_time, eid;
 DEFINE INDEX IF NOT EXISTS rucat_engine_due ON rucat_engine FIELDS platform, next_update_time;
 DEFINE TABLE IF NOT EXISTS rucat_event SCHEMAFULL;
@@ -327,6 +329,7 @@ def _engine(doc: Any) -> Engine:
             connect_token=doc.get("connect_token"),
             saved_logs=doc.get("saved_logs"),
             owner=doc.get("owner"),
+            pool=doc.get("pool"),
             grants=tuple(
                 Grant(kind=GranteeKind(g["kind"]), name=str(g["name"]), level=GRANTABLE[g["level"]])
                 for g in (doc.get("grants") or ())
@@ -468,24 +471,30 @@ class SurrealEngineStore(SurrealTokens):
         after: EngineId | None = None,
         owner: str | None = None,
         visible_to: VisibleTo | None = None,
+        pool: str | None = None,
     ) -> builtins.list[Engine]:
         if limit is not None and limit < 0:
             raise InvalidRequest(f"limit must be >= 0, got {limit}")
         if limit == 0 or (states is not None and len(states) == 0):
             if after is not None:
-                await self._cursor(after, owner=owner, visible_to=visible_to)
+                await self._cursor(after, owner=owner, visible_to=visible_to, pool=pool)
             return []
         conditions: builtins.list[str] = []
         variables: dict[str, Any] = {}
         if owner is not None:
             variables["owner"] = owner
             conditions.append("owner = $owner")
+        if pool is not None:
+            variables["pool"] = pool
+            conditions.append("pool = $pool")
         if visible_to is not None:
             variables["viewer"] = visible_to.user
             variables["viewer_groups"] = sorted(visible_to.groups)
             conditions.append(_VISIBLE)
         if after is not None:
-            variables["after_time"] = await self._cursor(after, owner=owner, visible_to=visible_to)
+            variables["after_time"] = await self._cursor(
+                after, owner=owner, visible_to=visible_to, pool=pool
+            )
             variables["after"] = after
             conditions.append(
                 "(create_time > $after_time OR (create_time = $after_time AND eid > $after))"
@@ -510,10 +519,17 @@ class SurrealEngineStore(SurrealTokens):
         return {EngineState(row["state"]): int(row["n"]) for row in _rows(rows)}
 
     async def _cursor(
-        self, after: EngineId, *, owner: str | None, visible_to: VisibleTo | None
+        self,
+        after: EngineId,
+        *,
+        owner: str | None,
+        visible_to: VisibleTo | None,
+        pool: str | None = None,
     ) -> datetime:
         found = await self._find(after)
         if found is not None and owner is not None and found.owner != owner:
+            found = None
+        if found is not None and pool is not None and found.pool != pool:
             found = None
         if found is not None and visible_to is not None and not _sees(visible_to, found):
             found = None
@@ -533,10 +549,8 @@ class SurrealEngineStore(SurrealTokens):
             if with_event
             else {}
         )
-        counted = (
-            active_limit is not None
-            and new.owner is not None
-            and becomes_active(current.state, new.state)
+        counted = active_limit is not None and counts_anew(
+            current.state, current.owner, new.state, new.owner
         )
         try:
             (after,) = await self._db.run(
