@@ -353,6 +353,44 @@ async def test_changes_reports_an_exit_to_a_platform_that_did_not_start_the_engi
         await starter.forget(engine=e)
 
 
+async def test_an_engine_that_answers_is_reported_while_another_ones_probe_hangs(
+    tmp_path: Path, fake_home: Path
+) -> None:
+    # A silent port holds a gRPC probe about 20 s; the ready engine is not kept waiting.
+    platform = make_platform(tmp_path, fake_home)
+    silent, ready = engine(**{"rucat.test.mode": "tcp"}), engine()
+    changes = platform.changes()
+    try:
+        next_change = asyncio.ensure_future(anext(changes))
+        await platform.start(engine=silent)
+
+        async def silent_port_found() -> int | None:
+            return run_file(tmp_path, silent).get("port")  # the watcher's probe then starts
+
+        await eventually(silent_port_found, timeout=30, what="the silent engine's port")
+        await platform.start(engine=ready)
+
+        async def answers() -> bool:
+            port = run_file(tmp_path, ready).get("port")
+            if port is None:
+                return False
+            try:
+                await spark.connect_version(
+                    f"127.0.0.1:{port}", token=ready.connect_token, timeout=5
+                )
+            except ConnectionError:
+                return False
+            return True
+
+        await eventually(answers, timeout=60, what="the ready engine's answer")
+        assert await asyncio.wait_for(next_change, timeout=10) == ready.id
+    finally:
+        await changes.aclose()  # type: ignore[attr-defined]
+        await platform.forget(engine=silent)
+        await platform.forget(engine=ready)
+        await platform.close()
+
+
 async def test_the_engine_gets_no_rucat_settings_from_the_environment(
     tmp_path: Path, fake_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,12 +59,15 @@ log = logging.getLogger(__name__)
 #: Lines of the log quoted in a Failed reason, and the most bytes read for them.
 FAILURE_LOG_LINES = 20
 FAILURE_LOG_BYTES = 16 << 10
-#: How often the watcher looks for engines that became ready (seconds).
-READY_POLL_SECS = 0.2
+#: How often the watcher looks for engines that became ready (seconds): each look
+#: reads the new run's log for its port, then probes it; Running waits for it.
+READY_POLL_SECS = 0.1
 #: How often the watcher looks for engines whose process exited (seconds).
 EXIT_POLL_SECS = 1.0
-#: Deadlines of readiness probes: the watcher's are short, inspect's more patient.
-WATCH_PROBE_TIMEOUT = 1.0
+#: Deadlines of readiness probes. A server that logged its port answers its first
+#: call in milliseconds on a quiet machine and in seconds on a loaded one (its first
+#: session); a probe abandoned sooner only has the same work started again.
+WATCH_PROBE_TIMEOUT = 5.0
 INSPECT_PROBE_TIMEOUT = 5.0
 #: Largest part of a run's log searched for the bound port.
 _PORT_SCAN_BYTES = 4 << 20
@@ -349,6 +352,7 @@ class LocalPlatform:
             return run.port
         port = self._port_rule(engine_id, CONNECT).find(self._run_log_head(engine_id, run))
         if port is not None:
+            log.debug("engine %s: Spark Connect port %d found in the log", engine_id, port)
             with contextlib.suppress(OSError):  # only a cache
                 self._write_run(engine_id, replace(run, port=port))
         return port
@@ -502,29 +506,44 @@ class LocalPlatform:
 
     async def _watch(self) -> None:
         last_exit_check = 0.0
-        while True:
-            awaiting = list(self._readiness.awaited().items())
-            answers = await asyncio.gather(
-                *(self._answers(engine_id, token) for engine_id, token in awaiting),
-                return_exceptions=True,
-            )
-            for (engine_id, _), answered in zip(awaiting, answers, strict=True):
-                if isinstance(answered, BaseException):
-                    log.warning("engine %s: readiness probe failed: %s", engine_id, answered)
-                elif answered:
-                    self._emit(engine_id)
-            if time.monotonic() - last_exit_check >= EXIT_POLL_SECS:
-                last_exit_check = time.monotonic()
-                try:
-                    exited = self._exited()
-                except OSError as e:
-                    log.warning("cannot look for exited engines under %s: %s", self._root, e)
-                    exited = []
-                for engine_id in exited:
-                    self._reported_exit.add(engine_id)
-                    self._readiness.drop(engine_id)
-                    self._emit(engine_id)
-            await asyncio.sleep(READY_POLL_SECS)
+        # At most one look per awaited engine, each in its own task: a probe waiting
+        # for a slow engine's first answer holds back neither other engines nor exits.
+        looks: dict[EngineId, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for engine_id in [e for e, task in looks.items() if task.done()]:
+                    del looks[engine_id]
+                for engine_id, token in self._readiness.awaited().items():
+                    if engine_id not in looks:
+                        looks[engine_id] = asyncio.create_task(
+                            self._look(engine_id, token), name=f"rucat-local-look-{engine_id}"
+                        )
+                if time.monotonic() - last_exit_check >= EXIT_POLL_SECS:
+                    last_exit_check = time.monotonic()
+                    try:
+                        exited = self._exited()
+                    except OSError as e:
+                        log.warning("cannot look for exited engines under %s: %s", self._root, e)
+                        exited = []
+                    for engine_id in exited:
+                        self._reported_exit.add(engine_id)
+                        self._readiness.drop(engine_id)
+                        self._emit(engine_id)
+                await asyncio.sleep(READY_POLL_SECS)
+        finally:
+            for task in looks.values():
+                task.cancel()
+            await asyncio.gather(*looks.values(), return_exceptions=True)
+
+    async def _look(self, engine_id: EngineId, token: str | None) -> None:
+        """Report `engine_id` on changes() if it answers now."""
+        try:
+            answered = await self._answers(engine_id, token)
+        except Exception as e:
+            log.warning("engine %s: readiness probe failed: %s", engine_id, e)
+            return
+        if answered:
+            self._emit(engine_id)
 
     async def _answers(self, engine_id: EngineId, token: str | None) -> bool:
         try:
@@ -540,6 +559,7 @@ class LocalPlatform:
         answer = await self._readiness.check(
             engine_id, target=f"{run.host}:{port}", token=token, timeout=WATCH_PROBE_TIMEOUT
         )
+        log.debug("engine %s: the watcher's look at port %d: %s", engine_id, port, answer)
         return isinstance(answer, Answered)
 
     def _exited(self) -> list[EngineId]:
