@@ -25,9 +25,10 @@ import pytest
 
 from rucat.config import LocalPlatformConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
-from rucat.domain.errors import ConfigError, EngineRefused
+from rucat.domain.errors import ConfigError, EngineRefused, EngineUnreachable
 from rucat.engines import spark
 from rucat.platforms import Absent, Failed, Pending, Ready, files
+from rucat.platforms.local import platform as local_platform
 from rucat.platforms.local import process as proc
 from rucat.platforms.local.platform import LocalPlatform
 from tests.support import eventually, require_java
@@ -354,9 +355,11 @@ async def test_changes_reports_an_exit_to_a_platform_that_did_not_start_the_engi
 
 
 async def test_an_engine_that_answers_is_reported_while_another_ones_probe_hangs(
-    tmp_path: Path, fake_home: Path
+    tmp_path: Path, fake_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A silent port holds a gRPC probe about 20 s; the ready engine is not kept waiting.
+    # A silent port holds a gRPC probe about 20 s (gRPC gives up on the handshake
+    # then; the deadline is longer): the ready engine is not kept waiting.
+    monkeypatch.setattr(local_platform, "WATCH_PROBE_TIMEOUT", 60.0)
     platform = make_platform(tmp_path, fake_home)
     silent, ready = engine(**{"rucat.test.mode": "tcp"}), engine()
     changes = platform.changes()
@@ -378,7 +381,7 @@ async def test_an_engine_that_answers_is_reported_while_another_ones_probe_hangs
                 await spark.connect_version(
                     f"127.0.0.1:{port}", token=ready.connect_token, timeout=5
                 )
-            except ConnectionError:
+            except EngineUnreachable:
                 return False
             return True
 
