@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql.connect.proto import base_pb2
 
-from rucat.server.proxy import METHOD_SHAPES, Shape
+from rucat.server.proxy_forward import METHOD_SHAPES, Shape
 
 
 def _shape(client_streaming: bool, server_streaming: bool) -> Shape:

@@ -2,31 +2,15 @@
 
 Clients connect to ``sc://<server>:<connect_port>/;x-rucat-engine-id=<id>``
 and the proxy forwards each RPC, as raw bytes, to that engine's own Spark
-Connect endpoint. It never parses a message: requests and responses stay
-bytes, so there is no protobuf cost. Initial metadata,
-trailing metadata (including ``grpc-status-details-bin``, which carries an
-AnalysisException's error class), status code and details pass through
-unchanged.
-
-Any method is forwarded. On the wire a unary or one-sided streaming call is a
-bidirectional stream with one message on a side, so a bidi pass-through
-carries every method; for Spark Connect's known methods (`METHOD_SHAPES`) the
-proxy calls the engine with gRPC's cheaper unary multi-callables instead,
-which halves its per-RPC CPU. The security decisions live in
-server/proxy_auth.py.
-
-Every handler is registered with a *streaming request side*, even for a
-unary method: gRPC reads a unary request whole before it calls the handler,
-so an unauthenticated client could make the proxy buffer a message of any
-size. A streaming handler runs as soon as the call's metadata arrives; it
-checks the credentials and finds the engine first, and only then reads the
-(one) request message. Messages beyond `connect_max_message_bytes` are
-refused by gRPC itself with RESOURCE_EXHAUSTED, in both directions.
+Connect endpoint. This module is the glue around the data path
+(server/proxy_forward.py): the server's lifecycle, admission of each RPC
+(credentials, then the engine's route) and the cache of upstream channels.
+The security decisions live in server/proxy_auth.py.
 
 Invariants:
 
 - No request message is read before the caller is authenticated and its
-  engine found.
+  engine found (the data path asks `Proxy.admit` first).
 - Refusals fail fast with a status pyspark does not retry: UNAUTHENTICATED
   (missing/wrong credentials, checked first so ids cannot be probed),
   INVALID_ARGUMENT (no engine id), NOT_FOUND (unknown engine),
@@ -51,12 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,73 +55,13 @@ from rucat.server.actions import restart_check
 from rucat.server.auth import Authenticator
 from rucat.server.proxy_activity import ActivityTracker
 from rucat.server.proxy_auth import ENGINE_ID_KEY, ProxyCredentials, Refused, forwardable
+from rucat.server.proxy_forward import ForwardingHandler, Route, server_options, upstream_options
 from rucat.server.proxy_start import HOLD_SECS, AutoStarter
 from rucat.store import EngineStore
 
-__all__ = ["ENGINE_ID_KEY", "METHOD_SHAPES", "Proxy", "Shape", "start_proxy"]
+__all__ = ["ENGINE_ID_KEY", "Proxy", "start_proxy"]
 
 log = logging.getLogger(__name__)
-
-
-class Shape(enum.Enum):
-    """How many messages each side of a method sends: one (unary) or a stream."""
-
-    UNARY_UNARY = "unary_unary"
-    UNARY_STREAM = "unary_stream"
-    STREAM_UNARY = "stream_unary"
-    STREAM_STREAM = "stream_stream"
-
-
-_SERVICE = "/spark.connect.SparkConnectService/"
-
-#: Spark Connect's methods (Spark 3.4 to 4.0) and their shapes, as in its
-#: base.proto; tests check this against the installed pyspark. A method not
-#: listed (a newer Spark's) is forwarded as a bidi stream, which fits any shape.
-METHOD_SHAPES: dict[str, Shape] = {
-    _SERVICE + "ExecutePlan": Shape.UNARY_STREAM,
-    _SERVICE + "AnalyzePlan": Shape.UNARY_UNARY,
-    _SERVICE + "Config": Shape.UNARY_UNARY,
-    _SERVICE + "AddArtifacts": Shape.STREAM_UNARY,
-    _SERVICE + "ArtifactStatus": Shape.UNARY_UNARY,
-    _SERVICE + "Interrupt": Shape.UNARY_UNARY,
-    _SERVICE + "ReattachExecute": Shape.UNARY_STREAM,
-    _SERVICE + "ReleaseExecute": Shape.UNARY_UNARY,
-    _SERVICE + "ReleaseSession": Shape.UNARY_UNARY,
-    _SERVICE + "FetchErrorDetails": Shape.UNARY_UNARY,
-}
-
-
-def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """What a side receives is limited; what it sends was received, so already limited."""
-    return [
-        ("grpc.max_send_message_length", -1),
-        ("grpc.max_receive_message_length", max_message_bytes),
-    ]
-
-
-def _server_options(max_message_bytes: int, handshake_timeout_secs: float) -> list[tuple[str, Any]]:
-    return [
-        *_channel_options(max_message_bytes),
-        # Without this a second server could silently bind the same port.
-        ("grpc.so_reuseport", 0),
-        # A connection that never completes its HTTP/2 (and TLS) handshake is
-        # closed after this, not gRPC's default 120 s: half-open sockets must
-        # not use up the process's files.
-        ("grpc.server_handshake_timeout_ms", max(1, int(handshake_timeout_secs * 1000))),
-    ]
-
-
-def _upstream_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    return [
-        *_channel_options(max_message_bytes),
-        ("grpc.primary_user_agent", "rucat-proxy"),
-        # The proxy forwards; the client decides whether to retry.
-        ("grpc.enable_retries", 0),
-    ]
-
-
-#: Spark Connect has about a dozen methods; anything beyond is not worth caching.
-_MAX_CACHED_METHODS = 32
 
 
 def _utc_now() -> datetime:
@@ -151,34 +72,6 @@ def _target(endpoint: str) -> str:
     """`sc://host:port[/...]` -> `host:port` (what a gRPC channel dials)."""
     rest = endpoint.removeprefix("sc://")
     return rest.split("/", 1)[0]
-
-
-@dataclass
-class _Route:
-    """An engine's upstream channel and what it was built from."""
-
-    target: str
-    token: str | None
-    channel: grpc.aio.Channel
-    checked_at: float
-    last_used: float
-    in_flight: int = 0
-    upstream_metadata: tuple[tuple[str, str], ...] = field(default=())
-    #: Who may use the route: the engine's owner and grants as last read
-    #: (trusted for the route's TTL, like its state).
-    owner: str | None = None
-    grants: tuple[Grant, ...] = ()
-    #: Raw-bytes multi-callables of this channel, by method path.
-    methods: dict[str, Any] = field(default_factory=dict)
-
-    def method(self, path: str, shape: Shape) -> Any:
-        found = self.methods.get(path)
-        if found is None:
-            # No (de)serializers: requests and responses stay bytes.
-            found = getattr(self.channel, shape.value)(path)
-            if len(self.methods) < _MAX_CACHED_METHODS:  # paths come from clients
-                self.methods[path] = found
-        return found
 
 
 class Proxy:
@@ -205,9 +98,9 @@ class Proxy:
         self._clock = clock
         self._route_ttl = route_ttl_secs
         self._idle_channel_secs = idle_channel_secs
-        self._upstream_options = _upstream_options(max_message_bytes)
-        self._server_options = _server_options(max_message_bytes, handshake_timeout_secs)
-        self._routes: dict[EngineId, _Route] = {}
+        self._upstream_options = upstream_options(max_message_bytes)
+        self._server_options = server_options(max_message_bytes, handshake_timeout_secs)
+        self._routes: dict[EngineId, Route] = {}
         self._activity = ActivityTracker(
             store=store, clock=clock, refresh_secs=activity_interval_secs
         )
@@ -234,7 +127,7 @@ class Proxy:
 
     async def _start(self, *, host: str, port: int, tls: tuple[bytes, bytes] | None) -> None:
         server = grpc.aio.server(options=self._server_options)
-        server.add_generic_rpc_handlers((_Handler(self),))
+        server.add_generic_rpc_handlers((ForwardingHandler(self),))
         address = f"{host}:{port}"
         try:
             if tls is not None:
@@ -285,7 +178,7 @@ class Proxy:
 
     # --- routing ------------------------------------------------------------
 
-    async def _route(self, engine_id: EngineId, principal: Principal) -> _Route:
+    async def _route(self, engine_id: EngineId, principal: Principal) -> Route:
         """The route to `engine_id` on behalf of `principal` (who asks)."""
         now = time.monotonic()
         route = self._routes.get(engine_id)
@@ -318,7 +211,7 @@ class Proxy:
         if route is None:
             channel = grpc.aio.insecure_channel(target, options=self._upstream_options)
             auth = (("authorization", f"Bearer {token}"),) if token else ()
-            route = _Route(
+            route = Route(
                 target=target,
                 token=token,
                 channel=channel,
@@ -368,12 +261,12 @@ class Proxy:
 
     # --- one RPC --------------------------------------------------------------
 
-    async def _admit(
-        self, method: str, context: grpc.aio.ServicerContext
-    ) -> tuple[EngineId, _Route, tuple[tuple[str, Any], ...]]:
+    async def admit(
+        self, *, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[EngineId, Route, tuple[tuple[str, Any], ...]]:
         """Check the caller and find its engine, or end the RPC with a refusal.
 
-        Returns the engine id, its route (counted in flight until `_release`)
+        Returns the engine id, its route (counted in flight until `release`)
         and the metadata to send upstream.
         """
         metadata = context.invocation_metadata() or ()
@@ -405,7 +298,7 @@ class Proxy:
         route.last_used = time.monotonic()
         return engine_id, route, (*forwardable(metadata), *route.upstream_metadata)
 
-    def _release(self, engine_id: EngineId, route: _Route, call: Any) -> None:
+    def release(self, *, engine_id: EngineId, route: Route, call: Any) -> None:
         # Reached on success, on upstream failure, and when the client cancels
         # (then the upstream call is cancelled too; otherwise this is a no-op).
         # `call` is None when the RPC ended before the engine was called.
@@ -414,117 +307,6 @@ class Proxy:
         route.in_flight -= 1
         route.last_used = time.monotonic()
         self._activity.end(engine_id)
-
-    async def _abort_as_upstream(
-        self, context: grpc.aio.ServicerContext, route: _Route, error: grpc.aio.AioRpcError
-    ) -> None:
-        """End the client's RPC exactly as the engine ended ours."""
-        if error.code() == grpc.StatusCode.UNAVAILABLE:
-            # The engine may have moved or died: look it up again next time.
-            route.checked_at = float("-inf")
-        await context.abort(
-            error.code(),
-            error.details() or "",
-            trailing_metadata=tuple(forwardable(error.trailing_metadata())),
-        )
-
-    @staticmethod
-    async def _pass_initial(context: grpc.aio.ServicerContext, call: Any) -> None:
-        initial = forwardable(await call.initial_metadata())
-        if initial:
-            await context.send_initial_metadata(initial)
-
-    @staticmethod
-    def _pass_trailing(
-        context: grpc.aio.ServicerContext, trailing: Sequence[tuple[str, str | bytes]] | None
-    ) -> None:
-        forwarded = forwardable(trailing)
-        if forwarded:
-            context.set_trailing_metadata(forwarded)
-
-    @staticmethod
-    async def _one_request(context: grpc.aio.ServicerContext) -> bytes:
-        """The single request message of a unary method, read only after `_admit`."""
-        request = await context.read()
-        if not isinstance(request, bytes):  # EOF: the client sent no message
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
-            raise AssertionError("unreachable: abort raises")
-        return request
-
-    async def _unary_response(
-        self, method: str, shape: Shape, requests: Any, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        engine_id, route, metadata = await self._admit(method, context)
-        call: Any = None
-        try:
-            request = await self._one_request(context) if shape is Shape.UNARY_UNARY else requests
-            call = route.method(method, shape)(
-                request, metadata=metadata, timeout=context.time_remaining()
-            )
-            response: bytes = await call
-            await self._pass_initial(context, call)
-            self._pass_trailing(context, await call.trailing_metadata())
-            return response
-        except grpc.aio.AioRpcError as e:
-            await self._abort_as_upstream(context, route, e)
-            raise AssertionError("unreachable: abort raises") from e
-        finally:
-            self._release(engine_id, route, call)
-
-    async def _streamed_response(
-        self, method: str, shape: Shape, requests: Any, context: grpc.aio.ServicerContext
-    ) -> None:
-        engine_id, route, metadata = await self._admit(method, context)
-        call: Any = None
-        try:
-            request = await self._one_request(context) if shape is Shape.UNARY_STREAM else requests
-            call = route.method(method, shape)(
-                request, metadata=metadata, timeout=context.time_remaining()
-            )
-            await self._pass_initial(context, call)
-            # context.write, not an async generator: one await less per message.
-            while (response := await call.read()) is not grpc.aio.EOF:
-                await context.write(response)
-            self._pass_trailing(context, await call.trailing_metadata())
-        except grpc.aio.AioRpcError as e:
-            await self._abort_as_upstream(context, route, e)
-        finally:
-            self._release(engine_id, route, call)
-
-    # The four method shapes, bound to a method with functools.partial. Each is
-    # registered with a streaming request side (see `_Handler`), so each gets the
-    # request iterator before any message is read; the unary ones read their one
-    # message themselves, after `_admit`.
-
-    async def unary_unary(
-        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> bytes:
-        return await self._unary_response(method, Shape.UNARY_UNARY, requests, context)
-
-    async def stream_unary(
-        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> bytes:
-        return await self._unary_response(method, Shape.STREAM_UNARY, requests, context)
-
-    async def unary_stream(
-        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> None:
-        await self._streamed_response(method, Shape.UNARY_STREAM, requests, context)
-
-    async def stream_stream(
-        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> None:
-        await self._streamed_response(method, Shape.STREAM_STREAM, requests, context)
-
-
-#: The gRPC handler each method shape is registered with: always a streaming
-#: request side, so the handler runs before gRPC reads any request message.
-_REGISTERED_AS: dict[Shape, Callable[..., grpc.RpcMethodHandler]] = {
-    Shape.UNARY_UNARY: grpc.stream_unary_rpc_method_handler,
-    Shape.STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
-    Shape.UNARY_STREAM: grpc.stream_stream_rpc_method_handler,
-    Shape.STREAM_STREAM: grpc.stream_stream_rpc_method_handler,
-}
 
 
 def _not_found(engine_id: str) -> Refused:
@@ -544,25 +326,6 @@ def _check_access(
     """Refuse as NOT_FOUND, exactly as for an unknown id, unless `principal` may connect."""
     if not _may_connect(principal, owner=owner, grants=grants):
         raise _not_found(engine_id)
-
-
-class _Handler:
-    """Any method, whatever its name, goes to the engine with its bytes untouched.
-
-    A grpc.GenericRpcHandler by shape (gRPC checks for `service`).
-    """
-
-    def __init__(self, proxy: Proxy) -> None:
-        self._proxy = proxy
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        shape = METHOD_SHAPES.get(method, Shape.STREAM_STREAM)
-        behavior = functools.partial(getattr(self._proxy, shape.value), method)
-        # No (de)serializers: messages stay bytes end to end.
-        return _REGISTERED_AS[shape](behavior)
 
 
 def _read_tls(config: RucatConfig) -> tuple[bytes, bytes] | None:
