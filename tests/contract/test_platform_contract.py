@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -156,6 +157,21 @@ async def test_a_connection_without_the_engine_token_is_refused(fleet: Fleet) ->
         await asyncio.wait_for(query(fleet.put, endpoint, None, "select 1"), timeout=60)
     with pytest.raises(Exception, match=r"(?i)unauthenticated|authentication"):
         await asyncio.wait_for(query(fleet.put, endpoint, "not-the-token", "select 1"), 60)
+
+
+async def test_a_ready_engines_spark_ui_answers_on_its_endpoints_host_under_rucats_prefix(
+    fleet: Fleet,
+) -> None:
+    needs_spark(fleet)
+    engine, endpoint = fleet.steady.engine, fleet.steady.ready.endpoint
+    port = await fleet.platform.ui_port(engine=engine)
+    assert port is not None
+    host = endpoint.removeprefix("sc://").rsplit(":", 1)[0]
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as ui:
+        apps = (await ui.get("/api/v1/applications")).json()
+        jobs = await ui.get("/jobs/")
+    assert [app["name"] for app in apps] == [spark.app_name(engine.id)]
+    assert f'href="{spark.ui_proxy_base(engine.id)}/static/' in jobs.text
 
 
 async def test_start_of_a_running_engine_starts_nothing(fleet: Fleet) -> None:

@@ -32,6 +32,7 @@ pytestmark = [
 
 #: Generous: this machine's Spark starts in seconds when idle, minutes when loaded.
 START_MS = 300_000
+PAGE_MS = 60_000
 FAST = {"check_interval_secs": 0.5, "lease_secs": 5, "resync_interval_secs": 2}
 
 
@@ -71,6 +72,9 @@ async def test_log_in_create_query_open_the_spark_ui_and_stop(tmp_path: Path) ->
                 link = page.get_by_role("link", name="Spark UI")
                 await expect(link).to_have_attribute("href", f"/engine/{engine_id}/sparkui/")
                 await page.screenshot(path=ARTIFACTS / "round-engine-page.png", full_page=True)
+                await page.set_viewport_size({"width": 390, "height": 844})
+                await page.screenshot(path=ARTIFACTS / "round-engine-page-390.png", full_page=True)
+                await page.set_viewport_size({"width": 1280, "height": 800})
 
                 async with httpx.AsyncClient(auth=("alice", "alice-pw"), timeout=60) as rest:
                     created = await rest.post(f"{url}/tokens", json={"name": "round"})
@@ -80,9 +84,15 @@ async def test_log_in_create_query_open_the_spark_ui_and_stop(tmp_path: Path) ->
                 )
                 assert rows == [(1000,)]
 
-                await link.click()
-                await expect(page).to_have_url(f"{url}/engine/{engine_id}/sparkui/jobs/")
-                await expect(page.locator("body")).to_contain_text("Completed Jobs")
+                await link.focus()  # by keyboard, as without a mouse
+                await page.keyboard.press("Enter")
+                # A driver's first page render can take long on a loaded machine.
+                await expect(page).to_have_url(
+                    f"{url}/engine/{engine_id}/sparkui/jobs/", timeout=PAGE_MS
+                )
+                await expect(page.locator("body")).to_contain_text(
+                    "Completed Jobs", timeout=PAGE_MS
+                )
                 # The query's job: Spark Connect names it by its session and plan.
                 jobs = page.locator("#completedJob-table tbody tr")
                 await expect(jobs.first).to_contain_text("Spark Connect - session_id")

@@ -65,9 +65,9 @@ class Platform(Protocol):
         ...
 
     async def ui_port(self, *, engine: Engine) -> int | None:
-        """The port of the engine's Spark UI on the host of its recorded endpoint;
-        None when it has none (not started, or spark.ui.enabled=false). Cheap
-        enough to call per request (the server's Spark UI proxy does)."""
+        """The port of a Running engine's Spark UI on the host of its recorded
+        endpoint; None when it has none (spark.ui.enabled=false, or not bound
+        yet). Cheap enough to call per request (the server's Spark UI proxy does)."""
         ...
 
     async def close(self) -> None: ...
