@@ -238,3 +238,11 @@ def test_the_kind_reserves_its_endpoint_and_identity_and_names_no_platform() -> 
     assert not [
         k for k in SPARK.reserved_confs() if "kubernetes" in k or k.startswith("spark.driver")
     ]
+
+
+def test_asking_a_launch_for_a_port_or_file_it_lacks_is_a_rucat_error(tmp_path: Path) -> None:
+    launch = local_launch(tmp_path, engine())
+    with pytest.raises(PlatformRejected, match="opens no 'jmx' port"):
+        launch.port_rule("jmx")
+    with pytest.raises(PlatformRejected, match=r"has no file 'x\.conf'"):
+        launch.file("x.conf")

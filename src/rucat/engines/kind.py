@@ -28,6 +28,7 @@ from pathlib import Path, PurePath
 from typing import Protocol
 
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineId, EngineType
+from rucat.domain.errors import PlatformRejected
 from rucat.domain.policy import Policy
 
 
@@ -102,10 +103,22 @@ class Launch:
     ports: tuple[PortRule, ...]
 
     def port_rule(self, name: str) -> PortRule:
-        return next(rule for rule in self.ports if rule.name == name)
+        return port_rule(self.ports, name)
 
     def file(self, path: PurePath | str) -> PrivateFile:
-        return next(f for f in self.files if f.path == PurePath(path))
+        """The private file at `path`; raises PlatformRejected when there is none."""
+        for private in self.files:
+            if private.path == PurePath(path):
+                return private
+        raise PlatformRejected(f"the engine's launch has no file {str(path)!r}")
+
+
+def port_rule(rules: tuple[PortRule, ...], name: str) -> PortRule:
+    """The rule of port `name`; raises PlatformRejected when the kind has none."""
+    for rule in rules:
+        if rule.name == name:
+            return rule
+    raise PlatformRejected(f"the engine opens no {name!r} port")
 
 
 @dataclass(frozen=True)

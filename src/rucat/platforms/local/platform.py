@@ -48,7 +48,7 @@ from rucat.config import LocalPlatformConfig
 from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, PlatformError, PlatformRejected
 from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
-from rucat.engines.kind import CONNECT, UI, EngineKind, PortRule, Site
+from rucat.engines.kind import CONNECT, UI, EngineKind, PortRule, Site, port_rule
 from rucat.platforms import files
 from rucat.platforms.local import process
 from rucat.platforms.local.offer import KIND
@@ -358,8 +358,7 @@ class LocalPlatform:
         return port
 
     def _port_rule(self, engine_id: EngineId, name: str) -> PortRule:
-        rules = self._kind.port_rules(site=self._site(self._dir(engine_id)))
-        return next(rule for rule in rules if rule.name == name)
+        return port_rule(self._kind.port_rules(site=self._site(self._dir(engine_id))), name)
 
     def _run_log_head(self, engine_id: EngineId, run: _Run) -> str:
         """The first `_PORT_SCAN_BYTES` of this run's log ('' when there is none)."""
