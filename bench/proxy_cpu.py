@@ -14,6 +14,9 @@ same run what the least possible Python pass-through costs:
   `aio-bare`, a grpc.aio raw-bytes pass-through with nothing else (no auth, no
   routing, no activity): the floor of the proxy's design;
   `sync-bare`, the same on gRPC's thread-pool (sync) server: another data path;
+  `tcp-relay`, an asyncio TCP relay that never looks at HTTP/2 (so it can
+  neither authenticate nor route an RPC): what moving the bytes through a
+  Python process costs, the floor of a relay that rewrote only the headers;
 - a raw-bytes gRPC client calls through each, in `--rounds` interleaved
   rounds (so all see the same machine load), with the metadata pyspark sends.
 
@@ -163,6 +166,30 @@ def _sync_bare(upstream: str, out: Connection, commands: Connection) -> None:
     server.stop(0)
 
 
+def _tcp_relay(upstream: str, out: Connection, commands: Connection) -> None:
+    """Bytes both ways, per TCP connection, no HTTP/2 at all: what moving them costs in Python."""
+    host, port = upstream.rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(256 * 1024):
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def run() -> None:
+        server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        out.send(server.sockets[0].getsockname()[1])
+        await asyncio.get_running_loop().run_in_executor(None, _serve_stats, out, commands)
+        server.close()
+
+    asyncio.run(run())
+
+
 class _Bare:
     """A bare pass-through in a child process: `port`, `stats()` (CPU s), `close()`."""
 
@@ -271,7 +298,9 @@ def main() -> None:
         )
         proxies["aio-bare"] = _Bare(_aio_bare, upstream_address)
         proxies["sync-bare"] = _Bare(_sync_bare, upstream_address)
-        metadata["aio-bare"] = metadata["sync-bare"] = metadata["rucat"]
+        proxies["tcp-relay"] = _Bare(_tcp_relay, upstream_address)
+        for name in ("aio-bare", "sync-bare", "tcp-relay"):
+            metadata[name] = metadata["rucat"]
         channels = {
             name: grpc.insecure_channel(f"127.0.0.1:{p.port}", options=UNLIMITED)
             for name, p in proxies.items()
