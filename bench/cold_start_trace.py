@@ -14,8 +14,11 @@ and prints when each step happened, in seconds after POST /engine:
 Then the same for a bare spark-submit of the same command (as
 bench/time_to_running.py's direct side: the port line, then the first
 answered AnalyzePlan), so "port line -> answered" compares the two. Last,
-the CPU time this process (server, monitor, platform) spent during the start:
-a figure machine load does not change.
+two figures machine load does not change: the CPU time this process (server,
+monitor, platform) spent during the start, and the CPU time of the engine's
+processes (supervisor, spark-submit, the JVMs, reaped children included) up
+to the moment it answered, beside the bare command's: what Rucat's launch
+(its flags, files and environment) costs the JVM.
 
     uv run python bench/cold_start_trace.py
     uv run python bench/cold_start_trace.py --runs 3
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -77,6 +81,22 @@ async def port_line_time(log_path: Path, offset: int = 0, *, deadline: float) ->
     raise TimeoutError(f"no port line in {log_path}")
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of process group `pgid`'s live members and their reaped children."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw.rpartition(")")[2].split()  # fields[0] is field 3 (state)
+        if int(fields[2]) == pgid:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def trace_rucat(workdir: Path) -> None:
     from rucat.cli.processes import run_up
 
@@ -108,6 +128,8 @@ async def trace_rucat(workdir: Path) -> None:
                 state = (await client.get(f"/engine/{engine_id}")).json()["state"]
                 if state == "Running":
                     seen = time.time()
+                    run = json.loads((log_path.parent / "run.json").read_text())
+                    engine_cpu = group_cpu(run["pid"])
                     break
                 if state.startswith("Error"):
                     raise RuntimeError(f"engine failed: {state}")
@@ -136,6 +158,7 @@ async def trace_rucat(workdir: Path) -> None:
     print(f"  {seen - t0:7.3f}  GET /engine/{{id}} said Running")
     print(f"  port line -> Running seen: {seen - port_line:.3f} s")
     print(f"  CPU time of this process during the start: {cpu:.3f} s ({polls} GET polls)")
+    print(f"  CPU time of the engine's processes until Running: {engine_cpu:.2f} s")
 
 
 async def trace_direct(workdir: Path) -> None:
@@ -178,6 +201,7 @@ async def trace_direct(workdir: Path) -> None:
             except EngineUnreachable:
                 await asyncio.sleep(0.05)
         answered = time.time()
+        engine_cpu = group_cpu(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 60)
@@ -185,6 +209,7 @@ async def trace_direct(workdir: Path) -> None:
     print(f"  {port_line - t0:7.3f}  the port line appeared in the log")
     print(f"  {answered - t0:7.3f}  AnalyzePlan answered ({probes} probe(s))")
     print(f"  port line -> answered: {answered - port_line:.3f} s")
+    print(f"  CPU time of its processes until answered: {engine_cpu:.2f} s")
 
 
 async def main() -> None:
