@@ -18,7 +18,7 @@ import pytest
 
 from rucat.config import DatabaseConfig, KubernetesPlatformConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
-from rucat.domain.reconcile import Timing
+from rucat.domain.monitor_decisions import Timing
 from rucat.domain.state import EngineState
 from rucat.monitor.reconciler import Monitor
 from rucat.platforms.kubernetes import manifests as m

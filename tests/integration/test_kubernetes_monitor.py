@@ -15,8 +15,8 @@ import pytest
 
 from rucat.config import DatabaseConfig, KubernetesPlatformConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
+from rucat.domain.monitor_decisions import Timing
 from rucat.domain.principal import ANONYMOUS_ADMIN
-from rucat.domain.reconcile import Timing
 from rucat.domain.redaction import REDACTED
 from rucat.domain.state import EngineState, UserAction
 from rucat.monitor.reconciler import Monitor

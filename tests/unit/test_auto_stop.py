@@ -15,8 +15,8 @@ from rucat.domain.activity import (
 )
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.errors import InvalidRequest
+from rucat.domain.monitor_decisions import Timing, after_observation
 from rucat.domain.observation import Ready
-from rucat.domain.reconcile import Timing, after_observation
 from rucat.domain.state import EngineState
 
 S = EngineState

@@ -8,6 +8,11 @@ the lease runs out, the engine becomes due, and another monitor falls back to
 the waiting state and retries. Platform actions are idempotent, so the retry
 adopts what the dead monitor created.
 
+Every decision is the domain's (domain/monitor_decisions.py) and so is every
+row written (domain/rows.py): this loop reads, asks the platform, and makes
+one compare-and-set per decision. A claim that stops an engine carries the
+engine's log tail in that same write.
+
 Wake-ups (`wake()`, platform change events) only shorten the wait; the loop
 polls the store every `check_interval` regardless.
 """
@@ -21,14 +26,12 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from rucat.domain.activity import AUTO_STOP_ACTOR
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import RucatError, StoreConflict
-from rucat.domain.observation import Observation, Unknown
-from rucat.domain.reconcile import (
+from rucat.domain.monitor_decisions import (
     Claim,
     Observe,
     Ok,
@@ -42,7 +45,8 @@ from rucat.domain.reconcile import (
     after_observation,
     plan,
 )
-from rucat.domain.redaction import engine_secrets, redact_text
+from rucat.domain.observation import Observation, Unknown
+from rucat.domain.rows import claim_row, monitor_row
 from rucat.domain.state import STABLE_STATES, TRIGGER_STATES, EngineState
 from rucat.platforms import Platform
 from rucat.store import EngineStore
@@ -51,7 +55,6 @@ log = logging.getLogger("rucat.monitor")
 
 #: Lines of an engine's log kept in the store before its resources go away.
 SAVED_LOG_LINES = 200
-_SAVED_LOG_BYTES = 64 * 1024
 #: Steps one engine may take in one go before yielding to the others.
 _MAX_STEPS = 8
 
@@ -199,22 +202,24 @@ class Monitor:
         match step:
             case Write():
                 return engine, step
-            case Claim(to, action):
-                now = self._clock()
+            case Claim(action=action):
+                # Read before the claim, so the tail rides on the claim's write.
+                tail = await self._log_tail(engine) if action is PlatformAction.STOP else None
                 engine = await self._store.transition(
                     current=engine,
-                    new=replace(
+                    new=claim_row(
                         engine,
-                        state=to,
-                        update_time=now,
-                        lease_owner=self.owner,
-                        next_update_time=now + timedelta(seconds=self._timing.lease),
+                        step,
+                        now=self._clock(),
+                        owner=self.owner,
+                        lease_secs=self._timing.lease,
+                        log_tail=tail,
                     ),
                     actor=self.owner,
                 )
-                log.debug("engine %s: claimed (%s), %s", engine.id, to.value, action.value)
-                if action is PlatformAction.STOP:
-                    engine = await self._save_logs(engine)
+                log.debug(
+                    "engine %s: claimed (%s), %s", engine.id, engine.state.value, action.value
+                )
                 outcome = await self._act(engine, action)
                 write = after_action(engine, outcome, self._timing)
             case Observe():
@@ -228,35 +233,21 @@ class Monitor:
         return engine, write
 
     async def _apply(self, engine: Engine, write: Write) -> Engine:
-        now = self._clock()
-        changed = write.to is not engine.state
-        # Messages quote platforms and logs; events and the API show them.
-        message = (
-            None if write.message is None else redact_text(write.message, engine_secrets(engine))
-        )
-        new = replace(
-            engine,
-            state=write.to,
-            message=message,
-            endpoint=write.endpoint,
-            update_time=now if changed else engine.update_time,
-            lease_owner=None,
-            next_update_time=now + timedelta(seconds=write.delay),
-        )
-        if new == engine:
+        new = monitor_row(engine, write, now=self._clock())
+        if new is None:
             return engine
         stored = await self._store.transition(
             current=engine, new=new, actor=write.actor or self.owner
         )
         if write.actor == AUTO_STOP_ACTOR:
             self.auto_stops += 1
-        if changed:
+        if new.state is not engine.state:
             log.info(
                 "engine %s: %s -> %s%s",
                 engine.id,
                 engine.state.value,
-                write.to.value,
-                f" ({message})" if message else "",
+                new.state.value,
+                f" ({new.message})" if new.message else "",
             )
         return stored
 
@@ -284,20 +275,11 @@ class Monitor:
             log.exception("engine %s: inspect failed", engine.id)
             return Unknown(f"{type(e).__name__}: {e}")
 
-    async def _save_logs(self, engine: Engine) -> Engine:
-        """Keep the log's tail in the store (platforms may lose it with the
-        resources); returns the stored row."""
+    async def _log_tail(self, engine: Engine) -> str | None:
+        """The last lines of the engine's log, to keep in the store before a stop
+        (platforms may lose them with the resources); None when unreadable."""
         try:
-            text = await self._platform.logs(engine=engine, tail=SAVED_LOG_LINES)
+            return await self._platform.logs(engine=engine, tail=SAVED_LOG_LINES)
         except Exception as e:
             log.warning("engine %s: could not read logs before stopping: %s", engine.id, e)
-            return engine
-        # The store keeps no secret: conf values and the token are redacted first.
-        text = redact_text(text[-_SAVED_LOG_BYTES:], engine_secrets(engine))
-        if not text or text == engine.saved_logs:
-            return engine
-        return await self._store.transition(
-            current=engine,
-            new=replace(engine, saved_logs=text),
-            actor=self.owner,
-        )
+            return None

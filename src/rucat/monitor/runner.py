@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rucat.config import RucatConfig
-from rucat.domain.reconcile import Timing
+from rucat.domain.monitor_decisions import Timing
 from rucat.monitor.pools import PoolKeeper
 from rucat.monitor.reconciler import Monitor, utc_now
 from rucat.platforms import Platform

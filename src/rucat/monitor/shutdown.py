@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 
 from rucat.domain.engine import Engine
 from rucat.domain.errors import RucatError, StoreConflict
+from rucat.domain.rows import shutdown_row
 from rucat.domain.state import SHUTDOWN_STATES, MonitorEvent, decide_monitor
 from rucat.platforms import Platform
 from rucat.store import EngineStore
@@ -78,18 +78,11 @@ async def _stop(
         target = decide_monitor(engine.state, MonitorEvent.SHUTDOWN)
         if target is None:
             return None  # it moved to a state at rest meanwhile
-        now = clock()
         try:
             return await store.transition(
                 current=engine,
-                new=replace(
-                    engine,
-                    state=target,
-                    message="stopped when rucat up exited",
-                    endpoint=None,
-                    lease_owner=None,
-                    update_time=now,
-                    next_update_time=now,
+                new=shutdown_row(
+                    engine, target, now=clock(), message="stopped when rucat up exited"
                 ),
                 actor=SHUTDOWN_ACTOR,
             )

@@ -1,10 +1,10 @@
 """User intent (STOP, RESTART, DELETE) applied to the store: decide, then one compare-and-set.
 
-The decision is the domain's (`decide_user`). This module only loops around
-it: when the compare-and-set loses (a monitor wrote first) it re-reads and
-decides again, a bounded number of times; when the engine sits in a trigger
-state it waits a few seconds for the monitor to leave it, then decides again
-or answers 409.
+The decision is the domain's (`decide_user`), and so is the row it writes
+(domain/rows.py `user_row`). This module only loops around them: when the
+compare-and-set loses (a monitor wrote first) it re-reads and decides again,
+a bounded number of times; when the engine sits in a trigger state it waits
+a few seconds for the monitor to leave it, then decides again or answers 409.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from rucat.domain.access import EngineAction, Grant
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import StateConflict, StoreConflict
 from rucat.domain.principal import Principal
+from rucat.domain.rows import grants_row, user_row
 from rucat.domain.state import (
-    ERROR_STATES,
     REMOVED,
-    EngineState,
     Move,
     Refuse,
     UserAction,
@@ -70,23 +69,6 @@ def restart_check(config: RucatConfig) -> Callable[[Engine], None]:
         )
 
     return policy_allows
-
-
-def moved(engine: Engine, to: EngineState, *, now: datetime, message: str | None = None) -> Engine:
-    """`engine` moved to `to` by a user: due at once, unclaimed, message kept only in errors
-    (or `message`, which the event records too)."""
-    endpoint = engine.endpoint
-    if engine.state is EngineState.Terminated and to is EngineState.WaitToStart:
-        endpoint = None  # a restarted engine gets a new endpoint
-    return dataclasses.replace(
-        engine,
-        state=to,
-        update_time=now,
-        next_update_time=now,
-        lease_owner=None,
-        message=message if message is not None else engine.message if to in ERROR_STATES else None,
-        endpoint=endpoint,
-    )
 
 
 #: The access level check of each user action.
@@ -164,7 +146,7 @@ async def apply_user_action(
                 return None
             written = await store.transition(
                 current=engine,
-                new=moved(engine, decision.to, now=clock(), message=message),
+                new=user_row(engine, decision.to, now=clock(), message=message),
                 actor=actor,
                 active_limit=active_limit,
             )
@@ -213,7 +195,7 @@ async def replace_grants(
         try:
             return await store.transition(
                 current=engine,
-                new=dataclasses.replace(engine, grants=grants),
+                new=grants_row(engine, grants),
                 actor=principal.name,
             )
         except StoreConflict as conflict:

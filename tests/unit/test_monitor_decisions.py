@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
-from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
-from rucat.domain.reconcile import (
+from rucat.domain.monitor_decisions import (
     OBSERVED_STATES,
     Claim,
     Ok,
@@ -21,6 +20,7 @@ from rucat.domain.reconcile import (
     after_observation,
     plan,
 )
+from rucat.domain.observation import Absent, Failed, Observation, Pending, Ready, Unknown
 from rucat.domain.state import MONITOR_TRANSITIONS, EngineState
 
 S = EngineState

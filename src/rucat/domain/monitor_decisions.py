@@ -1,7 +1,9 @@
 """What a state monitor does with an engine, as pure decisions.
 
-A monitor handles a due engine in up to three steps, each decided here and
-applied by the caller in one compare-and-set write:
+monitor/reconciler.py is the loop that runs them (claim, act, observe, record);
+this module only decides. A monitor handles a due engine in up to three
+steps, each decided here, built into a row by domain/rows.py, and applied by
+the loop in one compare-and-set write:
 
 1. `plan()`: a waiting state is claimed into its trigger state (holding a
    lease); a trigger state whose lease ran out falls back to its waiting
