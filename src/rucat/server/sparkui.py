@@ -40,13 +40,12 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from rucat.domain.access import EngineAction
-from rucat.domain.engine import Engine, is_engine_id
-from rucat.domain.errors import EngineNotFound, StateConflict
+from rucat.domain.engine import Engine
+from rucat.domain.errors import StateConflict
 from rucat.domain.state import EngineState
 from rucat.engines.kind import ui_path as ui_proxy_base
 from rucat.platforms import Platform
-from rucat.server.access import authorize
-from rucat.server.auth import principal_of
+from rucat.server.routes.engine_id import load_visible
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server.sparkui")
@@ -196,11 +195,7 @@ def sparkui_router(
     router = APIRouter(tags=["engines"])
 
     async def target(request: Request, engine_id: str) -> tuple[Engine, str, int]:
-        if not is_engine_id(engine_id):
-            raise EngineNotFound(engine_id[:64])
-        engine = authorize(
-            principal_of(request), await store.get(engine_id=engine_id), EngineAction.SPARK_UI
-        )
+        engine = await load_visible(store, request, engine_id, EngineAction.SPARK_UI)
         if engine.state is not EngineState.Running:
             raise StateConflict(
                 f"engine {engine.id} is not Running (it is {engine.state.value}): "

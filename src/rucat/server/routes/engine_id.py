@@ -33,13 +33,23 @@ def engine_id_of(engine_id: str) -> EngineId:
 EngineIdPath = Annotated[EngineId, Depends(engine_id_of)]
 
 
+async def load_visible(
+    store: EngineStore, request: Request, engine_id: str, action: EngineAction
+) -> Engine:
+    """The engine `engine_id`, if the caller may do `action` to it (else 404 or 403).
+
+    For routes that cannot take the dependency (the Spark UI proxy loads it
+    per request path); the others use `visible_engine`."""
+    engine = await store.get(engine_id=engine_id_of(engine_id))
+    return authorize(principal_of(request), engine, action)
+
+
 def visible_engine(
     store: EngineStore, action: EngineAction
 ) -> Callable[[Request, EngineId], Awaitable[Engine]]:
     """A dependency: the path's engine, if the caller may do `action` to it."""
 
     async def load(request: Request, engine_id: EngineIdPath) -> Engine:
-        engine = await store.get(engine_id=engine_id)
-        return authorize(principal_of(request), engine, action)
+        return await load_visible(store, request, engine_id, action)
 
     return load
