@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,6 +25,7 @@ from datetime import datetime
 from rucat.domain.engine import Engine, EngineId, new_engine
 from rucat.domain.errors import RucatError, StoreConflict
 from rucat.domain.pool import POOL_ACTOR, PoolProfile, plan_pool
+from rucat.domain.rows import user_row
 from rucat.domain.state import REMOVED, Move, UserAction, decide_user
 from rucat.platforms import Platform
 from rucat.store import EngineStore
@@ -108,18 +108,11 @@ class PoolKeeper:
         decision = decide_user(engine.state, UserAction.STOP)
         if not isinstance(decision, Move) or decision.to is REMOVED.engine:
             return  # in a trigger state: the next round stops it
-        now = self._clock()
         try:
+            # Stopped as a user's STOP would (domain/rows.py builds that row).
             stored = await self._store.transition(
                 current=engine,
-                new=dataclasses.replace(
-                    engine,
-                    state=decision.to,
-                    update_time=now,
-                    next_update_time=now,
-                    lease_owner=None,
-                    message=None,
-                ),
+                new=user_row(engine, decision.to, now=self._clock()),
                 actor=POOL_ACTOR,
             )
         except StoreConflict:
