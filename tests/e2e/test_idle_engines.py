@@ -1,20 +1,15 @@
-"""Auto-stop, busy tracking, auto-start and `rucat up`'s exit, with real engines.
+"""Auto-stop and auto-start with a real engine: a pyspark query gets its result.
 
-Real `rucat up` / `rucat server` processes, real Spark Connect engines on the
-local platform, pyspark through Rucat's proxy. Engines get a short auto-stop
-(0.1 minutes) and proxies refresh activity every second, so an idle engine is
-stopped within seconds. Long queries are gated by files: the UDF runs until
-the test creates a release file, so a query lasts exactly as long as the test
-needs, whatever the machine's load.
+A real `rucat up` process, a real Spark Connect engine on the local platform,
+pyspark through Rucat's proxy. The engine gets a short auto-stop (0.1
+minutes), so it is stopped within seconds when idle. Busy tracking (a long
+call is never cut; either of two servers keeps an engine busy) needs no
+Spark: it runs on fake engines in test_monitor_on_fake_engines.py.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +17,11 @@ import httpx
 import pytest
 
 from rucat.engines.spark import bundled_spark_version
-from tests.support import free_port, require_java
+from tests.support import require_java
 from tests.support.processes import (
     engine_jvms,
-    rucat,
     rucat_up,
     wait_state,
-    write_config,
 )
 
 pytestmark = [pytest.mark.java, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -42,8 +35,6 @@ FAST: dict[str, Any] = {
     "auto_stop": {"busy_refresh_secs": 1},
 }
 START_TIMEOUT = 240
-#: Long enough that an idle engine with AUTO_STOP would have been stopped twice over.
-PAST_AUTO_STOP_SECS = 15
 ERROR_STATES = {"ErrorWaitToClean", "ErrorTriggerClean", "ErrorCleanInProgress", "ErrorClean"}
 
 
@@ -77,55 +68,6 @@ def session(connect_port: int, engine_id: str) -> Any:
 
     url = f"sc://localhost:{connect_port}/;x-rucat-engine-id={engine_id}"
     return SparkSession.builder.remote(url).create()
-
-
-class GatedQuery:
-    """A pyspark query in a thread whose UDF runs until `release()`."""
-
-    def __init__(self, connect_port: int, engine_id: str, folder: Path) -> None:
-        self.started = folder / f"started-{engine_id}"
-        self.released = folder / f"released-{engine_id}"
-        self.outcome: list[Any] = []
-        self.spark = session(connect_port, engine_id)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 180
-        while not self.started.exists() and self._thread.is_alive():
-            assert time.monotonic() < deadline, "the query never started"
-            time.sleep(0.2)
-        assert self.started.exists(), f"the query failed: {self.outcome}"
-
-    def _run(self) -> None:
-        from pyspark.sql.functions import col, udf
-        from pyspark.sql.types import LongType
-
-        started, released = str(self.started), str(self.released)
-
-        @udf(LongType())
-        def gated(x: int) -> int:
-            import pathlib
-            import time
-
-            pathlib.Path(started).touch()
-            while not pathlib.Path(released).exists():
-                time.sleep(0.2)
-            return x * 2
-
-        try:
-            rows = self.spark.range(0, 3, 1, 1).select(gated(col("id")).alias("v")).collect()
-            self.outcome.append(sorted(r["v"] for r in rows))
-        except BaseException as e:
-            self.outcome.append(e)
-
-    def release(self) -> Any:
-        self.released.touch()
-        self._thread.join(120)
-        assert not self._thread.is_alive(), "the query did not end after its release"
-        return self.outcome[0]
-
-    def abandon(self) -> None:
-        self.released.touch()
-        self._thread.join(30)
 
 
 def _counter(metrics: str, name: str) -> float:
@@ -171,71 +113,3 @@ def test_an_idle_engine_is_auto_stopped_and_a_query_starts_it_again_and_gets_its
     assert _counter(metrics, "rucat_engine_auto_stops_total") >= 1
     assert _counter(metrics, "rucat_engine_auto_starts_total") >= 1
     client.post(f"/engine/{engine_id}/stop")
-
-
-def test_a_query_longer_than_the_auto_stop_is_never_cut_and_the_engine_stops_after_it(
-    up: tuple[httpx.Client, int, Path],
-) -> None:
-    client, connect_port, tmp = up
-    engine_id = create(client, "busy")
-    running(client, engine_id)
-    query = GatedQuery(connect_port, engine_id, tmp)
-    try:
-        time.sleep(PAST_AUTO_STOP_SECS)  # the query runs on: the engine is busy, not idle
-        info = client.get(f"/engine/{engine_id}").json()
-        assert info["state"] == "Running", info
-        assert info["idle_since"] is None
-        assert not any(e["actor"] == "auto-stop" for e in events(client, engine_id))
-        released_at = datetime.now(UTC)
-        assert query.release() == [0, 2, 4]  # the whole result: the query was never cut
-    finally:
-        query.abandon()
-        query.spark.stop()
-
-    stopped = wait_state(client, engine_id, {"Terminated"} | ERROR_STATES, 120)
-    assert stopped["state"] == "Terminated", stopped
-    stop = next(e for e in events(client, engine_id) if e["actor"] == "auto-stop")
-    assert datetime.fromisoformat(stop["time"]) > released_at
-
-
-def test_either_of_two_servers_keeps_an_engine_busy_and_a_killed_ones_stream_stops_counting(
-    tmp_path: Path,
-) -> None:
-    require_java()
-    db = tmp_path / "data" / "rucat.db"
-    with rucat_up(tmp_path, {**FAST, "database": {"Sqlite": {"path": str(db)}}}) as (
-        _up,
-        url,
-        _connect_port,
-    ):
-        port, other_connect_port = free_port(), free_port()
-        cfg = write_config(
-            tmp_path / "b.json",
-            **FAST,
-            database={"Sqlite": {"path": str(db)}},
-            connect_port=other_connect_port,
-        )
-        with (
-            httpx.Client(base_url=url, timeout=30) as client,
-            rucat(
-                "server", "--config-path", str(cfg), "--port", str(port), tmp=tmp_path, name="b"
-            ) as other,
-        ):
-            other.wait_http(f"http://127.0.0.1:{port}")
-            engine_id = create(client, "shared")
-            running(client, engine_id)
-
-            # A query through the other server (not the one beside the monitor) keeps it alive.
-            query = GatedQuery(other_connect_port, engine_id, tmp_path)
-            time.sleep(PAST_AUTO_STOP_SECS)
-            assert client.get(f"/engine/{engine_id}").json()["state"] == "Running"
-
-            # That server dies with the stream open: its refreshes stop with it.
-            other.kill(signal.SIGKILL)
-            killed_at = datetime.now(UTC)
-            stopped = wait_state(client, engine_id, {"Terminated"} | ERROR_STATES, 120)
-            query.abandon()
-            assert stopped["state"] == "Terminated", stopped
-            assert datetime.fromisoformat(stopped["last_activity_time"]) <= killed_at
-            stop = next(e for e in events(client, engine_id) if e["actor"] == "auto-stop")
-            assert datetime.fromisoformat(stop["time"]) > killed_at

@@ -12,10 +12,13 @@ file or a ``--conf``, which wins, as with spark-submit):
 - ``serve`` (default): a Spark Connect server on the configured binding
   address and port (port 0: a free one), logging the line the Local platform
   reads the bound port from. It answers AnalyzePlan (the Spark version:
-  ``rucat.test.spark_version``, default 9.9.9) and Config, and, as Spark's
-  own server with ``spark.connect.authenticate.token`` set, refuses every call
-  without ``authorization: Bearer <token>`` with UNAUTHENTICATED. Other RPCs
-  answer UNIMPLEMENTED.
+  ``rucat.test.spark_version``, default 9.9.9), Config, and ExecutePlan (any
+  plan: an empty result; with ``rucat.test.gate=PATH`` it first creates
+  ``PATH.started`` and holds the stream open until PATH exists, as a long
+  query would), and, as Spark's own server with
+  ``spark.connect.authenticate.token`` set, refuses every call without
+  ``authorization: Bearer <token>`` with UNAUTHENTICATED. Other RPCs answer
+  UNIMPLEMENTED.
 - ``tcp``: a plain TCP port, logged as the Connect port, that never speaks gRPC.
 - ``exit:N``: says "fake: giving up" on stderr and exits with status N.
 - ``stubborn``: ignores SIGTERM, starts a child that sleeps, then as ``tcp``.
@@ -40,10 +43,14 @@ import sys
 import threading
 import time
 import types
+import uuid
 from concurrent import futures
 from typing import Any
 
 DEFAULT_SPARK_VERSION = "9.9.9"
+#: A fake outlives its monitor as an engine does, but not a test run killed
+#: before its teardown: it exits on its own after this long.
+_LIFETIME_SECS = 3600.0
 
 
 def _confs(args: list[str]) -> dict[str, str]:
@@ -73,8 +80,7 @@ def _serve_tcp(host: str) -> None:
     server.bind((host, 0))
     server.listen()
     _announce(host, server.getsockname()[1])
-    while True:
-        time.sleep(3600)
+    time.sleep(_LIFETIME_SECS)
 
 
 def _spark_connect_protos() -> tuple[Any, Any]:
@@ -92,7 +98,7 @@ def _spark_connect_protos() -> tuple[Any, Any]:
     return base_pb2, base_pb2_grpc
 
 
-def _serve_connect(host: str, port: int, token: str | None, version: str) -> None:
+def _serve_connect(host: str, port: int, token: str | None, version: str, gate: str | None) -> None:
     import grpc
 
     pb, pb_grpc = _spark_connect_protos()
@@ -141,6 +147,22 @@ def _serve_connect(host: str, port: int, token: str | None, version: str) -> Non
                 spark_version=pb.AnalyzePlanResponse.SparkVersion(version=version),
             )
 
+        def ExecutePlan(self, request: Any, context: grpc.ServicerContext) -> Any:
+            """Whatever the plan: an empty result, held while the gate is closed."""
+            operation = request.operation_id or str(uuid.uuid4())
+            if gate is not None:
+                with open(f"{gate}.started", "a", encoding="utf-8"):
+                    pass  # the test sees the call arrive
+                while not os.path.exists(gate) and context.is_active():
+                    time.sleep(0.1)
+            yield pb.ExecutePlanResponse(
+                session_id=request.session_id,
+                server_side_session_id=server_session,
+                operation_id=operation,
+                response_id=str(uuid.uuid4()),
+                result_complete=pb.ExecutePlanResponse.ResultComplete(),
+            )
+
         def Config(self, request: Any, context: grpc.ServicerContext) -> Any:
             op = request.operation
             kind = op.WhichOneof("op_type")
@@ -177,7 +199,7 @@ def _serve_connect(host: str, port: int, token: str | None, version: str) -> Non
         raise SystemExit(f"fake spark-submit: cannot bind {host}:{port}")
     server.start()
     _announce(host, bound)
-    server.wait_for_termination()
+    server.wait_for_termination(timeout=_LIFETIME_SECS)
 
 
 def main(args: list[str]) -> int:
@@ -193,7 +215,7 @@ def main(args: list[str]) -> int:
             print(f"flood {n:08} " + "z" * 1008, flush=n % 64 == 0)
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({_LIFETIME_SECS})"])
     time.sleep(float(confs.get("rucat.test.delay", "0")))
     host = confs.get("spark.connect.grpc.binding.address", "127.0.0.1")
     if mode != "serve":
@@ -204,6 +226,7 @@ def main(args: list[str]) -> int:
         int(confs.get("spark.connect.grpc.binding.port", "0")),
         confs.get("spark.connect.authenticate.token"),
         confs.get("rucat.test.spark_version", DEFAULT_SPARK_VERSION),
+        confs.get("rucat.test.gate"),
     )
     return 0
 
