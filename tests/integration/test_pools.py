@@ -177,6 +177,16 @@ async def test_engines_of_a_changed_profile_are_stopped_and_replaced(
     assert [(e.state, e.configs) for e in fresh] == [(S.WaitToStart, {})] * 2
 
 
+async def test_a_restarted_keeper_retires_the_engines_of_a_pool_no_longer_configured(
+    store: EngineStore, platform: LocalPlatform, clock: FakeClock
+) -> None:
+    running, stopped = await filled(pool_config(), store, platform, clock)
+    await force_state(store, stopped.id, S.Terminated)
+    # With no pool left to keep, run() retires the removed pool's engines and returns.
+    await keeper_of(RucatConfig(), store, platform, clock).run()
+    assert [(e.id, e.state) for e in await members(store)] == [(running.id, S.WaitToTerminate)]
+
+
 # --- hand-outs over REST ----------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from rucat.domain.pool import (
     choose_pool,
     hand_out,
     is_idle_member,
+    plan_orphans,
     plan_pool,
 )
 from rucat.domain.quota import counts_anew
@@ -200,3 +201,14 @@ def test_a_handed_out_engine_is_never_the_pools_again() -> None:
 def test_grants_never_follow_an_engine_out_of_the_pool() -> None:
     granted = member(grants=(Grant(kind=GranteeKind.user, name="eve", level=AccessLevel.MANAGE),))
     assert hand_out(granted, name="x", owner="bob", auto_stop_minutes=None, now=T0).grants == ()
+
+
+def test_engines_of_a_pool_no_longer_configured_are_stopped_or_removed() -> None:
+    running, starting = member(profile=BIG), member(S.WaitToStart, profile=BIG)
+    stopped, failed = member(S.Terminated, profile=BIG), member(S.ErrorClean, profile=BIG)
+    stopping = member(S.WaitToTerminate, profile=BIG)
+    handed = hand_out(member(profile=BIG), name="x", owner="bob", auto_stop_minutes=None, now=T0)
+    plan = plan_orphans([SMALL], [running, starting, stopped, failed, stopping, handed, member()])
+    assert plan.stop == (running, starting)
+    assert plan.remove == (stopped, failed)
+    assert plan.start == 0

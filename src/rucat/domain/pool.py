@@ -206,3 +206,16 @@ def plan_pool(profile: PoolProfile, members: Sequence[Engine]) -> PoolPlan:
         stop=tuple(stale + surplus),
         remove=tuple(stopped + failed[KEPT_FAILURES:]),
     )
+
+
+def plan_orphans(profiles: Iterable[PoolProfile], engines: Sequence[Engine]) -> PoolPlan:
+    """Engines of pools no longer configured: stop those running or on their way, remove
+    those stopped or failed. Nothing else would: they never auto-stop."""
+    names = {p.name for p in profiles}
+    orphans = [e for e in engines if e.pool is not None and e.pool not in names]
+    return PoolPlan(
+        stop=tuple(e for e in orphans if e.state in FILLING_STATES),
+        remove=tuple(
+            e for e in orphans if e.state in (EngineState.Terminated, EngineState.ErrorClean)
+        ),
+    )

@@ -24,13 +24,16 @@ from datetime import datetime
 
 from rucat.domain.engine import Engine, EngineId, new_engine
 from rucat.domain.errors import RucatError, StoreConflict
-from rucat.domain.pool import POOL_ACTOR, PoolProfile, plan_pool
+from rucat.domain.pool import FILLING_STATES, POOL_ACTOR, PoolProfile, plan_orphans, plan_pool
 from rucat.domain.rows import user_row
-from rucat.domain.state import REMOVED, Move, UserAction, decide_user
+from rucat.domain.state import REMOVED, EngineState, Move, UserAction, decide_user
 from rucat.platforms import Platform
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.monitor")
+
+#: States of a stopped or failed engine, which a pool removes.
+_LEFT_STATES = (EngineState.Terminated, EngineState.ErrorClean)
 
 
 class PoolKeeper:
@@ -61,7 +64,12 @@ class PoolKeeper:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Keep the pools until cancelled."""
+        """Keep the pools until cancelled (after retiring the engines of pools that are
+        no longer configured)."""
+        try:
+            await self.retire_orphans()
+        except RucatError as e:
+            log.warning("could not look for engines of removed pools: %s", e)
         if not self.profiles:
             return
         log.info("keeping pools %s", ", ".join(p.name for p in self.profiles))
@@ -78,6 +86,18 @@ class PoolKeeper:
                 await self._keep(profile)
             except RucatError as e:
                 log.warning("pool %s: %s; retrying in %gs", profile.name, e, self._check_interval)
+
+    async def retire_orphans(self) -> None:
+        """Stop, then remove, the engines of pools no longer in the config (read once at
+        start: the config only changes with a restart)."""
+        engines = await self._store.list(states=[*FILLING_STATES, *_LEFT_STATES])
+        plan = plan_orphans(
+            self.profiles, [e for e in engines if e.platform == self._platform.name]
+        )
+        for engine in plan.stop:
+            await self._stop(engine)
+        for engine in plan.remove:
+            await self._remove(engine)
 
     async def _keep(self, profile: PoolProfile) -> None:
         plan = plan_pool(profile, await self._store.list(pool=profile.name))
