@@ -210,3 +210,8 @@ class EngineKind(Protocol):
         when this answers. Raises EngineUnreachable (not yet, or no longer) and
         EngineRefused (it refused the token)."""
         ...
+
+    def load_probe(self) -> None:
+        """Import what `probe` needs. Blocking: platforms call it in a thread when
+        they start, so the first probe does not import in the event loop."""
+        ...

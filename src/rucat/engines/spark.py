@@ -402,6 +402,11 @@ class SparkKind:
             target, token=token, timeout=timeout, session_id=probe_session_id(engine_id)
         )
 
+    def load_probe(self) -> None:
+        # grpc and pyspark's protos (pyspark/__init__ with them): about 1 s of CPU.
+        import grpc  # noqa: F401
+        from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc  # noqa: F401
+
     def check_installations(self, *, homes: Mapping[str, str], bundled: bool, where: str) -> None:
         if bundled:
             version, home = bundled_spark_version(), bundled_spark_home()

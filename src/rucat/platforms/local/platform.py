@@ -129,6 +129,8 @@ class LocalPlatform:
         self._reported_exit: set[EngineId] = set()
         self._subscribers: set[asyncio.Queue[EngineId]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        #: The probe's imports, loading in a thread from check() on.
+        self._probe_loaded: asyncio.Future[None] | None = None
         #: (engine id, supervisor pid, start time) -> its Spark UI port (None: no UI).
         self._ui_ports: dict[tuple[EngineId, int, int], int | None] = {}
 
@@ -192,6 +194,11 @@ class LocalPlatform:
     # --- Platform ---------------------------------------------------------------
 
     async def check(self) -> None:
+        if self._probe_loaded is None:
+            # A second of CPU, off the event loop and before any engine's first probe,
+            # which would otherwise stall every engine and the monitor right then.
+            self._probe_loaded = asyncio.ensure_future(asyncio.to_thread(self._kind.load_probe))
+            self._probe_loaded.add_done_callback(_retrieve)
         await asyncio.to_thread(self._make_private)
         # The same choice as spark-class: JAVA_HOME if set, else `java` on the PATH.
         java_home = self._config.java_home
@@ -588,6 +595,9 @@ class LocalPlatform:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        if self._probe_loaded is not None:
+            with contextlib.suppress(Exception):  # a thread: it cannot be cancelled
+                await self._probe_loaded
 
 
 def site(config: LocalPlatformConfig, *, folder: Path, master: str, platform: str) -> Site:
@@ -606,6 +616,12 @@ def site(config: LocalPlatformConfig, *, folder: Path, master: str, platform: st
         java_home=config.java_home,
         properties_file=_PROPS,
     )
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """A failed import is only a missed head start: the probe imports and says why."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("preloading the probe failed: %s", future.exception())
 
 
 def _tighten(path: Path, mode: int) -> None:
