@@ -20,6 +20,7 @@ the bare app's. Target: ratio >= 0.5. The authenticated GETs are also given as
 a ratio to the open SQLite server in the same run. Target: >= 0.8.
 
     uv run python bench/api.py [--requests 2000] [--concurrency 16] [--no-postgres]
+        [--only sqlite|users|postgres ...]
 """
 
 import argparse
@@ -294,6 +295,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="targets alternate each round")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL server")
+    parser.add_argument(
+        "--only",
+        choices=("sqlite", "users", "postgres"),
+        action="append",
+        help="drive only these Rucat servers beside the bare app (repeatable; default: all)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="rucat-bench-"))
@@ -304,11 +311,16 @@ def main() -> None:
             # All servers run for the whole benchmark; only one is under load at a time.
             # Rounds interleave the targets so that a change in the machine's load
             # (it is shared) hits all of them alike.
+            wanted = set(args.only or ("sqlite", "users", "postgres"))
             targets = {"bare-fastapi": stack.enter_context(bare_server(tmp))}
-            targets["rucat-sqlite"] = stack.enter_context(
-                rucat_server(tmp, "sqlite", {"Sqlite": {"path": str(tmp / "rucat.db")}})
-            )
-            targets.update(authenticated_targets(stack, tmp))
+            if "sqlite" in wanted:
+                targets["rucat-sqlite"] = stack.enter_context(
+                    rucat_server(tmp, "sqlite", {"Sqlite": {"path": str(tmp / "rucat.db")}})
+                )
+            if "users" in wanted:
+                targets.update(authenticated_targets(stack, tmp))
+            if "postgres" not in wanted:
+                args.no_postgres = True
             uri = None if args.no_postgres else stack.enter_context(postgres())
             if uri is None and not args.no_postgres:
                 print("no PostgreSQL binaries: apt-get install postgresql", file=sys.stderr)

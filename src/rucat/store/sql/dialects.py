@@ -183,9 +183,15 @@ def _call(
 
 
 class Runner(Protocol):
-    """Runs a synchronous database function without blocking the event loop."""
+    """Runs a synchronous database function without blocking the event loop.
 
-    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T: ...
+    `write`: in one transaction. `one_statement`: the write is a single
+    statement, which a runner may execute as its own transaction (autocommit).
+    """
+
+    async def run(
+        self, fn: Callable[[Connection], T], *, write: bool, one_statement: bool = False
+    ) -> T: ...
 
     async def dispose(self) -> None: ...
 
@@ -202,7 +208,10 @@ class ThreadRunner:
         self._write_options = dict(write_options)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="rucat-sqlite")
 
-    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+    async def run(
+        self, fn: Callable[[Connection], T], *, write: bool, one_statement: bool = False
+    ) -> T:
+        # Always a transaction: a SQLite write outside one would be rolled back.
         options = self._write_options if write else None
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._run, fn, options
@@ -234,8 +243,12 @@ class GreenletRunner:
         self._engine = engine
         self._write_options = dict(write_options)
 
-    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
-        options = self._write_options if write else None
+    async def run(
+        self, fn: Callable[[Connection], T], *, write: bool, one_statement: bool = False
+    ) -> T:
+        # One statement in autocommit is its own transaction: atomic without
+        # the BEGIN and COMMIT round trips.
+        options = self._write_options if write and not one_statement else None
         try:
             return await self._run(fn, options)
         except DBAPIError as e:
@@ -262,6 +275,9 @@ class SqlDatabase:
     serialise_writes: bool
     #: Opens a raw connection for LISTEN (PostgreSQL only).
     listen: ListenConnector | None = None
+    #: A write of one statement runs without BEGIN/COMMIT (PostgreSQL's autocommit),
+    #: and the store may write with data-modifying CTEs (PostgreSQL only).
+    one_statement_writes: bool = False
 
 
 def sqlite_engine(config: SqliteConfig) -> SqlDatabase:
@@ -321,4 +337,5 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
         ),
         serialise_writes=False,
         listen=listen,
+        one_statement_writes=True,
     )

@@ -97,6 +97,7 @@ from rucat.store.sql.schema import (
     grant_rows,
     utc,
 )
+from rucat.store.sql.statements import create_engine_row, engine_by_id
 from rucat.store.sql.tokens import SqlTokens
 
 __all__ = ["SqlEngineStore"]
@@ -139,6 +140,8 @@ class SqlEngineStore(SqlTokens):
         self._feed = ChangeFeed(listen=database.listen, description=self.description)
         #: PostgreSQL announces writes with NOTIFY; SQLite only within this store.
         self._notify_in_database = database.listen is not None
+        #: A write of one statement may skip BEGIN/COMMIT (PostgreSQL: data-modifying CTEs).
+        self._one_statement_writes = database.one_statement_writes
 
     # --- opening --------------------------------------------------------
 
@@ -215,13 +218,19 @@ class SqlEngineStore(SqlTokens):
         with self._errors(doing):
             return await self._runner.run(fn, write=False)
 
-    async def _write(self, doing: str, fn: Callable[[Connection], T]) -> T:
-        """`fn` in one write transaction: committed if it returns, rolled back if it raises."""
+    async def _write(
+        self, doing: str, fn: Callable[[Connection], T], *, one_statement: bool = False
+    ) -> T:
+        """`fn` in one write transaction: committed if it returns, rolled back if it raises.
+
+        `one_statement`: `fn` writes with a single statement, which the database
+        may run as its own transaction (no BEGIN/COMMIT round trips).
+        """
         with self._errors(doing):
             if self._write_lock is None:
-                return await self._runner.run(fn, write=True)
+                return await self._runner.run(fn, write=True, one_statement=one_statement)
             async with self._write_lock:
-                return await self._runner.run(fn, write=True)
+                return await self._runner.run(fn, write=True, one_statement=one_statement)
 
     def _announce(self, conn: Connection, engine_id: EngineId) -> None:
         """Inside a write transaction: NOTIFY (sent by PostgreSQL at commit)."""
@@ -240,15 +249,21 @@ class SqlEngineStore(SqlTokens):
 
     async def add(self, *, engine: Engine, actor: str, active_limit: int | None = None) -> Engine:
         row = engine_to_row(replace(engine, revision=0))
+        quota_checked = (
+            active_limit is not None
+            and engine.owner is not None
+            and becomes_active(None, engine.state)
+        )
+
+        def add_in_one_statement(conn: Connection) -> None:
+            if not create_engine_row(conn, row, actor=actor, notify=self._notify_in_database):
+                existing = engine_by_id(conn, engine.id)
+                raise StoreConflict(f"engine {engine.id} already exists", current=existing)
 
         def add(conn: Connection) -> None:
-            if (
-                active_limit is not None
-                and engine.owner is not None
-                and becomes_active(None, engine.state)
-            ):
+            if quota_checked and engine.owner is not None and active_limit is not None:
                 check_quota(conn, engine.owner, active_limit)
-            existing = _select(conn, engine.id)
+            existing = engine_by_id(conn, engine.id)
             if existing is not None:
                 raise StoreConflict(f"engine {engine.id} already exists", current=existing)
             conn.execute(insert(engines).values(**row))
@@ -266,13 +281,16 @@ class SqlEngineStore(SqlTokens):
             )
             self._announce(conn, engine.id)
 
-        await self._write("add an engine", add)
+        if self._one_statement_writes and not quota_checked and not engine.grants:
+            await self._write("add an engine", add_in_one_statement, one_statement=True)
+        else:
+            await self._write("add an engine", add)
         self._announced(engine.id)
         # The row as stored: UTC timestamps, NUL replaced.
         return engine_from_row(row, engine.grants)
 
     async def get(self, *, engine_id: EngineId) -> Engine:
-        found = await self._read("read an engine", lambda conn: _select(conn, engine_id))
+        found = await self._read("read an engine", lambda conn: engine_by_id(conn, engine_id))
         if found is None:
             raise EngineNotFound(engine_id)
         return found
@@ -514,13 +532,8 @@ def _schema_is_current(conn: Connection) -> bool:
     return list(versions) == [SCHEMA_REVISION]
 
 
-def _select(conn: Connection, engine_id: EngineId) -> Engine | None:
-    row = conn.execute(select(engines).where(engines.c.id == engine_id)).mappings().first()
-    return None if row is None else with_grants(conn, [row])[0]
-
-
 def _conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:
-    now = _select(conn, current.id)
+    now = engine_by_id(conn, current.id)
     if now is None:
         why = "it was removed"
     else:
