@@ -9,7 +9,8 @@ set up for the store's invariants (see rucat.store.sql.store):
   transactions are ``BEGIN IMMEDIATE``.
 * PostgreSQL: a connect timeout (an unreachable server fails in seconds),
   reads in autocommit (one round trip, retried once on a dropped
-  connection), writes in READ COMMITTED transactions.
+  connection), writes in READ COMMITTED transactions; the hottest read and
+  the create also on asyncpg directly (`rucat.store.sql.hot`).
 
 Descriptions name the database for messages and never hold a password.
 """
@@ -30,12 +31,14 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, QueuePool, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.errors import ConfigError, StoreUnavailable
 from rucat.store.changes import ListenConnector
+from rucat.store.sql.hot import PostgresHotPath
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +186,9 @@ def _call(
 
 
 class Runner(Protocol):
-    """Runs a synchronous database function without blocking the event loop.
+    """Runs a synchronous database function without blocking the event loop."""
 
-    `write`: in one transaction. `one_statement`: the write is a single
-    statement, which a runner may execute as its own transaction (autocommit).
-    """
-
-    async def run(
-        self, fn: Callable[[Connection], T], *, write: bool, one_statement: bool = False
-    ) -> T: ...
+    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T: ...
 
     async def dispose(self) -> None: ...
 
@@ -208,10 +205,7 @@ class ThreadRunner:
         self._write_options = dict(write_options)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="rucat-sqlite")
 
-    async def run(
-        self, fn: Callable[[Connection], T], *, write: bool, one_statement: bool = False
-    ) -> T:
-        # Always a transaction: a SQLite write outside one would be rolled back.
+    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         options = self._write_options if write else None
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._run, fn, options
@@ -233,7 +227,8 @@ class GreenletRunner:
     """PostgreSQL: the function runs on asyncpg through SQLAlchemy's greenlet bridge.
 
     Pooled connections are not pinged before use (that would double the round
-    trips of a read). A connection the server dropped (restart, failover,
+    trips of a read), but one asyncpg already saw closed is replaced at
+    checkout. A connection the server dropped (restart, failover,
     idle timeout) fails on first use, and SQLAlchemy then discards every
     pooled connection: a read is retried once on a fresh one, a write raises
     (StoreUnavailable, retryable) because whether it committed is unknown.
@@ -243,12 +238,8 @@ class GreenletRunner:
         self._engine = engine
         self._write_options = dict(write_options)
 
-    async def run(
-        self, fn: Callable[[Connection], T], *, write: bool, one_statement: bool = False
-    ) -> T:
-        # One statement in autocommit is its own transaction: atomic without
-        # the BEGIN and COMMIT round trips.
-        options = self._write_options if write and not one_statement else None
+    async def run(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        options = self._write_options if write else None
         try:
             return await self._run(fn, options)
         except DBAPIError as e:
@@ -264,6 +255,14 @@ class GreenletRunner:
         await self._engine.dispose()
 
 
+def _discard_closed_connection(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Pool checkout: a connection asyncpg already knows is closed (the server
+    dropped it) is replaced before use, at no round trip; SQLAlchemy then
+    checks out another."""
+    if record.driver_connection is not None and record.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
+
+
 @dataclass(frozen=True)
 class SqlDatabase:
     """A database and how the store must use it."""
@@ -275,9 +274,8 @@ class SqlDatabase:
     serialise_writes: bool
     #: Opens a raw connection for LISTEN (PostgreSQL only).
     listen: ListenConnector | None = None
-    #: A write of one statement runs without BEGIN/COMMIT (PostgreSQL's autocommit),
-    #: and the store may write with data-modifying CTEs (PostgreSQL only).
-    one_statement_writes: bool = False
+    #: The hot statements on asyncpg directly (PostgreSQL only).
+    hot: PostgresHotPath | None = None
 
 
 def sqlite_engine(config: SqliteConfig) -> SqlDatabase:
@@ -329,6 +327,7 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
         isolation_level="AUTOCOMMIT",
         hide_parameters=True,
     )
+    event.listen(engine.sync_engine, "checkout", _discard_closed_connection)
     return SqlDatabase(
         runner=GreenletRunner(engine, {"isolation_level": "READ COMMITTED"}),
         description=(
@@ -337,5 +336,6 @@ def postgres_engine(config: PostgresConfig) -> SqlDatabase:
         ),
         serialise_writes=False,
         listen=listen,
-        one_statement_writes=True,
+        # Without closing: no I/O on connections that are most likely dead.
+        hot=PostgresHotPath(dsn, connect_args, on_dropped=lambda: engine.dispose(close=False)),
     )

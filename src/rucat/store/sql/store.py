@@ -97,7 +97,7 @@ from rucat.store.sql.schema import (
     grant_rows,
     utc,
 )
-from rucat.store.sql.statements import create_engine_row, engine_by_id
+from rucat.store.sql.statements import engine_by_id
 from rucat.store.sql.tokens import SqlTokens
 
 __all__ = ["SqlEngineStore"]
@@ -117,10 +117,13 @@ _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-try:  # asyncpg's own errors, raised where SQLAlchemy does not wrap them
+#: Errors that mean "the values cannot be stored" (a bad request, not an outage).
+_DATA_ERRORS: tuple[type[BaseException], ...] = (DataError,)
+try:  # asyncpg's own errors, raised where SQLAlchemy does not wrap them (and on the hot path)
     import asyncpg
 
     _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError)
+    _DATA_ERRORS += (asyncpg.DataError,)
 except ImportError:  # pragma: no cover - asyncpg is a dependency
     pass
 
@@ -140,8 +143,8 @@ class SqlEngineStore(SqlTokens):
         self._feed = ChangeFeed(listen=database.listen, description=self.description)
         #: PostgreSQL announces writes with NOTIFY; SQLite only within this store.
         self._notify_in_database = database.listen is not None
-        #: A write of one statement may skip BEGIN/COMMIT (PostgreSQL: data-modifying CTEs).
-        self._one_statement_writes = database.one_statement_writes
+        #: PostgreSQL: get() and most add()s on asyncpg directly.
+        self._hot = database.hot
 
     # --- opening --------------------------------------------------------
 
@@ -163,6 +166,9 @@ class SqlEngineStore(SqlTokens):
         try:
             if not await self._read("connect", _schema_is_current):
                 await self._migrate()
+            if self._hot is not None:
+                with self._errors("connect"):
+                    await self._hot.open()
         except BaseException:
             await self._runner.dispose()
             raise
@@ -190,6 +196,8 @@ class SqlEngineStore(SqlTokens):
 
     async def close(self) -> None:
         await self._feed.close()
+        if self._hot is not None:
+            await self._hot.close()
         await self._runner.dispose()
 
     # --- running operations ---------------------------------------------
@@ -209,7 +217,7 @@ class SqlEngineStore(SqlTokens):
                     current=None,
                 ) from e
             raise InvalidRequest(f"{self.description}: cannot {doing}: {_reason(e)}") from e
-        except DataError as e:
+        except _DATA_ERRORS as e:
             raise InvalidRequest(f"{self.description}: cannot {doing}: {_reason(e)}") from e
         except _DRIVER_ERRORS as e:
             raise StoreUnavailable(f"{self.description}: cannot {doing}: {_reason(e)}") from e
@@ -218,19 +226,13 @@ class SqlEngineStore(SqlTokens):
         with self._errors(doing):
             return await self._runner.run(fn, write=False)
 
-    async def _write(
-        self, doing: str, fn: Callable[[Connection], T], *, one_statement: bool = False
-    ) -> T:
-        """`fn` in one write transaction: committed if it returns, rolled back if it raises.
-
-        `one_statement`: `fn` writes with a single statement, which the database
-        may run as its own transaction (no BEGIN/COMMIT round trips).
-        """
+    async def _write(self, doing: str, fn: Callable[[Connection], T]) -> T:
+        """`fn` in one write transaction: committed if it returns, rolled back if it raises."""
         with self._errors(doing):
             if self._write_lock is None:
-                return await self._runner.run(fn, write=True, one_statement=one_statement)
+                return await self._runner.run(fn, write=True)
             async with self._write_lock:
-                return await self._runner.run(fn, write=True, one_statement=one_statement)
+                return await self._runner.run(fn, write=True)
 
     def _announce(self, conn: Connection, engine_id: EngineId) -> None:
         """Inside a write transaction: NOTIFY (sent by PostgreSQL at commit)."""
@@ -255,11 +257,6 @@ class SqlEngineStore(SqlTokens):
             and becomes_active(None, engine.state)
         )
 
-        def add_in_one_statement(conn: Connection) -> None:
-            if not create_engine_row(conn, row, actor=actor, notify=self._notify_in_database):
-                existing = engine_by_id(conn, engine.id)
-                raise StoreConflict(f"engine {engine.id} already exists", current=existing)
-
         def add(conn: Connection) -> None:
             if quota_checked and engine.owner is not None and active_limit is not None:
                 check_quota(conn, engine.owner, active_limit)
@@ -281,8 +278,15 @@ class SqlEngineStore(SqlTokens):
             )
             self._announce(conn, engine.id)
 
-        if self._one_statement_writes and not quota_checked and not engine.grants:
-            await self._write("add an engine", add_in_one_statement, one_statement=True)
+        if self._hot is not None and not quota_checked and not engine.grants:
+            # One statement, one round trip; a quota or grants need the transaction.
+            with self._errors("add an engine"):
+                added = await self._hot.create(row, actor=actor, notify=self._notify_in_database)
+            if not added:
+                existing = await self._read(
+                    "read an engine", lambda conn: engine_by_id(conn, engine.id)
+                )
+                raise StoreConflict(f"engine {engine.id} already exists", current=existing)
         else:
             await self._write("add an engine", add)
         self._announced(engine.id)
@@ -290,7 +294,11 @@ class SqlEngineStore(SqlTokens):
         return engine_from_row(row, engine.grants)
 
     async def get(self, *, engine_id: EngineId) -> Engine:
-        found = await self._read("read an engine", lambda conn: engine_by_id(conn, engine_id))
+        if self._hot is not None:
+            with self._errors("read an engine"):
+                found = await self._hot.engine(engine_id)
+        else:
+            found = await self._read("read an engine", lambda conn: engine_by_id(conn, engine_id))
         if found is None:
             raise EngineNotFound(engine_id)
         return found
