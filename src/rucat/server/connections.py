@@ -15,6 +15,8 @@ on uvicorn's h11 protocol:
   a probe) is therefore served even while hundreds of half-open sockets are
   held open against the server; only when every connection is busy with a
   request does a new one get 503;
+- a small accept batch (`ACCEPT_BATCH`), so that accepting never runs the
+  process out of file descriptors before the bound can close connections;
 - accept failures (out of file descriptors) logged at most once a second.
 
 Invariant: `_ConnectionGuard.waiting` holds exactly the open connections that
@@ -40,6 +42,22 @@ log = logging.getLogger("rucat.server")
 #: engine logs and pipes), as a share of the process's limit and at least this.
 _RESERVED_FDS = 64
 _RESERVED_SHARE = 4
+
+#: Connections asyncio accepts per readiness of the listening socket (its
+#: `backlog` argument; the kernel's queue is set apart, see `LISTEN_BACKLOG`).
+#: An accepted socket holds a file descriptor from accept() until its
+#: connection_made() has run and, beyond the bound, the connection evicted to
+#: make room is closed: about four loop iterations later. Meanwhile asyncio
+#: accepts a batch per iteration, so about four batches are in flight; they
+#: must fit in the `_RESERVED_FDS`. With uvicorn's default of 2048, a flood of
+#: half-open connections took every descriptor in one batch: accept() failed
+#: with EMFILE (thousands of times a second, each scheduling another retry),
+#: and asyncio stopped accepting for a second each time.
+ACCEPT_BATCH = 4
+#: The kernel's queue of connections not yet accepted: deep, so that a burst
+#: of connections waits there instead of having its SYNs dropped (a client
+#: retransmits a dropped SYN after a second).
+LISTEN_BACKLOG = 2048
 
 _BUSY_BODY = b'{"detail": "too many connections: try again in a moment"}'
 #: Written, before reading anything, to a connection beyond the bound.

@@ -23,7 +23,13 @@ from rucat.domain.request_origin import default_allowed_hosts
 from rucat.platforms import Platform
 from rucat.server.app import create_app
 from rucat.server.auth import Authenticator
-from rucat.server.connections import AcceptFailureLog, connection_limit, guarded_protocol
+from rucat.server.connections import (
+    ACCEPT_BATCH,
+    LISTEN_BACKLOG,
+    AcceptFailureLog,
+    connection_limit,
+    guarded_protocol,
+)
 from rucat.server.proxy import start_proxy
 from rucat.store import EngineStore
 
@@ -48,7 +54,7 @@ def _listen(host: str, port: int) -> socket.socket:
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-        return socket.create_server(address[:2], family=family, backlog=2048)
+        return socket.create_server(address[:2], family=family, backlog=LISTEN_BACKLOG)
     except OSError as e:
         raise ConfigError(f"cannot serve the REST API on {host}:{port}: {e.strerror or e}") from e
 
@@ -125,6 +131,8 @@ async def _serve_rest(
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECS,
+            # asyncio's accept batch; uvicorn also listen()s with it (restored below).
+            backlog=ACCEPT_BATCH,
         )
     )
     sock = _listen(config.host, config.port)
@@ -140,6 +148,9 @@ async def _serve_rest(
                     f"the REST API stopped before serving on {config.host}:{config.port}"
                 )
             await asyncio.sleep(0.02)
+        # uvicorn's listen(ACCEPT_BATCH) shortened the kernel's queue; a second
+        # listen() on a listening socket only sets its length again.
+        sock.listen(LISTEN_BACKLOG)
         port = server.servers[0].sockets[0].getsockname()[1]
         url = _url(config.host, port)
         log.info("REST API listening on %s", url, extra={"url": url})
