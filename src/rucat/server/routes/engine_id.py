@@ -29,8 +29,14 @@ def engine_id_of(engine_id: str) -> EngineId:
     return engine_id
 
 
+async def _engine_id_dependency(engine_id: str) -> EngineId:
+    # async although it never awaits: FastAPI runs a plain `def` dependency in
+    # a worker thread, a thread hop (about 0.3 ms of CPU) on every request.
+    return engine_id_of(engine_id)
+
+
 #: The path's engine id, its format checked.
-EngineIdPath = Annotated[EngineId, Depends(engine_id_of)]
+EngineIdPath = Annotated[EngineId, Depends(_engine_id_dependency)]
 
 
 async def load_visible(
