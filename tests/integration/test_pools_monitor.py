@@ -149,3 +149,18 @@ async def test_a_restarted_monitor_adopts_the_idle_engines_and_starts_no_extra_o
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         await platform.close()
+
+
+async def test_new_pool_engines_are_warmed_by_one_query_and_a_create_takes_a_warm_one(
+    tmp_path: Path, store: EngineStore
+) -> None:
+    async with rucat_up(tmp_path, store) as (api, _platform):
+
+        async def two_warm() -> list[Engine] | None:
+            warm = [e for e in await idle(store) if e.last_activity_time is not None]
+            return warm if len(warm) == 2 else None
+
+        warm = await eventually(two_warm, timeout=60, what="two warmed pool engines")
+        created = await api.client.post("/engine", json=MATCHING)
+        assert created.status_code == 200, created.text
+        assert created.json()["id"] in {e.id for e in warm}

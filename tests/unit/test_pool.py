@@ -18,8 +18,10 @@ from rucat.domain.pool import (
     choose_pool,
     hand_out,
     is_idle_member,
+    needs_warm_up,
     plan_orphans,
     plan_pool,
+    warm_first,
 )
 from rucat.domain.quota import counts_anew
 from rucat.domain.state import EngineState
@@ -212,3 +214,17 @@ def test_engines_of_a_pool_no_longer_configured_are_stopped_or_removed() -> None
     assert plan.stop == (running, starting)
     assert plan.remove == (stopped, failed)
     assert plan.start == 0
+
+
+def test_a_hand_out_tries_warm_engines_first_and_keeps_the_given_order_within_each() -> None:
+    cold_a, warm_a, cold_b, warm_b = (
+        member(last_activity_time=T0 if warm else None) for warm in (False, True, False, True)
+    )
+    assert warm_first([cold_a, warm_a, cold_b, warm_b]) == [warm_a, warm_b, cold_a, cold_b]
+
+
+def test_only_a_cold_idle_member_needs_a_warm_up() -> None:
+    assert needs_warm_up(member(), SMALL)
+    assert not needs_warm_up(member(last_activity_time=T0), SMALL)
+    assert not needs_warm_up(member(S.StartInProgress), SMALL)
+    assert not needs_warm_up(member(owner="alice"), SMALL)

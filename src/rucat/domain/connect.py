@@ -68,3 +68,10 @@ def decide_connect(state: EngineState, *, auto_start: bool) -> ConnectDecision:
     if state in _STOPPING:
         return WaitFor("stopping; it starts again once stopped")
     return RefuseCall()  # pragma: no cover - every state is named above
+
+
+def dial_target(endpoint: str) -> str:
+    """`sc://host:port[/...]` (an engine's recorded endpoint) -> `host:port`, what a
+    gRPC channel dials."""
+    rest = endpoint.removeprefix("sc://")
+    return rest.split("/", 1)[0]

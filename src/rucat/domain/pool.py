@@ -144,6 +144,21 @@ def is_idle_member(engine: Engine, profile: PoolProfile) -> bool:
     )
 
 
+def is_warm(engine: Engine) -> bool:
+    """A pool engine that has answered a query: its warm-up is recorded as activity."""
+    return engine.last_activity_time is not None
+
+
+def needs_warm_up(engine: Engine, profile: PoolProfile) -> bool:
+    """An idle member of the pool that has not answered a query yet."""
+    return is_idle_member(engine, profile) and not is_warm(engine)
+
+
+def warm_first(idle: Sequence[Engine]) -> list[Engine]:
+    """The candidates of a hand-out, warm ones first, each group in its given order."""
+    return sorted(idle, key=lambda e: not is_warm(e))
+
+
 def hand_out(
     engine: Engine,
     *,

@@ -211,6 +211,14 @@ class EngineKind(Protocol):
         EngineRefused (it refused the token)."""
         ...
 
+    async def warm_up(
+        self, *, engine_id: EngineId, target: str, token: str | None, timeout: float
+    ) -> None:
+        """Run one trivial query on the ready engine at `target`, so the first user
+        query does not pay for the engine's cold start. Raises EngineUnreachable
+        (it did not answer or failed) and EngineRefused (it refused the token)."""
+        ...
+
     def load_probe(self) -> None:
         """Import what `probe` needs. Blocking: platforms call it in a thread when
         they start, so the first probe does not import in the event loop."""

@@ -367,6 +367,37 @@ async def connect_version(
     return str(response.spark_version.version)
 
 
+async def connect_query(
+    target: str, *, token: str | None, timeout: float, query: str, session_id: str | None = None
+) -> None:
+    """Run one SQL query on a Spark Connect server and read its whole answer.
+
+    A warm-up: an engine's first query pays for the JVM's cold code paths and the
+    first session's set-up (seconds), which every later session is spared. Raises
+    EngineUnreachable when it does not answer or fails, EngineRefused on the token.
+    """
+    import grpc
+    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc, relations_pb2
+
+    request = base_pb2.ExecutePlanRequest(
+        session_id=session_id or str(uuid.uuid4()),
+        user_context=base_pb2.UserContext(user_id="rucat"),
+        plan=base_pb2.Plan(root=relations_pb2.Relation(sql=relations_pb2.SQL(query=query))),
+    )
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = base_pb2_grpc.SparkConnectServiceStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            async for _ in stub.ExecutePlan(request, metadata=metadata, timeout=timeout):
+                pass
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise EngineRefused(f"Spark Connect at {target} refused: {e.details()}") from e
+            raise EngineUnreachable(
+                f"Spark Connect at {target} did not run {query!r}: {e.code().name}"
+            ) from e
+
+
 def _major(version: str) -> int:
     head = version.split(".", 1)[0]
     return int(head) if head.isdigit() else 0
@@ -400,6 +431,17 @@ class SparkKind:
     ) -> str:
         return await connect_version(
             target, token=token, timeout=timeout, session_id=probe_session_id(engine_id)
+        )
+
+    async def warm_up(
+        self, *, engine_id: EngineId, target: str, token: str | None, timeout: float
+    ) -> None:
+        await connect_query(
+            target,
+            token=token,
+            timeout=timeout,
+            query="select 1",
+            session_id=probe_session_id(engine_id),
         )
 
     def load_probe(self) -> None:

@@ -12,6 +12,13 @@ Several monitors may keep one pool at once. Their stops and removals are
 compare-and-sets, so they never act twice on one engine; two monitors that
 refill at the same moment may start one engine too many, which the next
 round stops once the pool is above `max_idle`.
+
+A new pool engine is warmed once it runs: the keeper runs one trivial query on
+it (the engine kind's `warm_up`) and records that as the engine's activity,
+which is how a create tells a warm engine from a cold one and takes warm ones
+first. An engine's first query pays for its JVM's cold code paths (seconds);
+a warmed engine answers a new session's first query at once. A warm-up that
+fails only leaves the engine cold: it is still handed out.
 """
 
 from __future__ import annotations
@@ -19,12 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from rucat.domain.engine import Engine, EngineId, new_engine
 from rucat.domain.errors import RucatError, StoreConflict
-from rucat.domain.pool import FILLING_STATES, POOL_ACTOR, PoolProfile, plan_orphans, plan_pool
+from rucat.domain.pool import (
+    FILLING_STATES,
+    POOL_ACTOR,
+    PoolProfile,
+    needs_warm_up,
+    plan_orphans,
+    plan_pool,
+)
 from rucat.domain.rows import user_row
 from rucat.domain.state import REMOVED, EngineState, Move, UserAction, decide_user
 from rucat.platforms import Platform
@@ -48,6 +62,7 @@ class PoolKeeper:
         check_interval: float,
         clock: Callable[[], datetime],
         notify: Callable[[EngineId], None] | None = None,
+        warm_up: Callable[[Engine], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._platform = platform
@@ -56,8 +71,14 @@ class PoolKeeper:
         self._clock = clock
         self._notify = notify
         self._wakeup = asyncio.Event()
+        self._warm_up = warm_up
+        #: Engines this keeper warmed or tried to: one warm-up each.
+        self._warm_tried: set[EngineId] = set()
+        self._warming: set[asyncio.Task[None]] = set()
         #: Pool engines this keeper created since it started.
         self.started = 0
+        #: Pool engines this keeper warmed since it started.
+        self.warmed = 0
 
     def wake(self, _engine_id: EngineId | None = None) -> None:
         """Look at the pools now (a hand-out just emptied a slot)."""
@@ -73,11 +94,16 @@ class PoolKeeper:
         if not self.profiles:
             return
         log.info("keeping pools %s", ", ".join(p.name for p in self.profiles))
-        while True:
-            await self.run_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._check_interval)
-            self._wakeup.clear()
+        try:
+            while True:
+                await self.run_once()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._check_interval)
+                self._wakeup.clear()
+        finally:
+            for task in self._warming:
+                task.cancel()
+            await asyncio.gather(*self._warming, return_exceptions=True)
 
     async def run_once(self) -> None:
         """One round over every pool; a failing store is retried next round."""
@@ -100,13 +126,36 @@ class PoolKeeper:
             await self._remove(engine)
 
     async def _keep(self, profile: PoolProfile) -> None:
-        plan = plan_pool(profile, await self._store.list(pool=profile.name))
+        members = await self._store.list(pool=profile.name)
+        plan = plan_pool(profile, members)
+        for engine in members:
+            if needs_warm_up(engine, profile) and engine.id not in self._warm_tried:
+                self._warm_tried.add(engine.id)
+                self._spawn_warm_up(engine)
         for engine in plan.stop:
             await self._stop(engine)
         for engine in plan.remove:
             await self._remove(engine)
         for _ in range(plan.start):
             await self._start(profile)
+
+    def _spawn_warm_up(self, engine: Engine) -> None:
+        if self._warm_up is None:
+            return
+        task = asyncio.create_task(self._warm(engine), name=f"rucat-warm-{engine.id}")
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def _warm(self, engine: Engine) -> None:
+        assert self._warm_up is not None
+        try:
+            await self._warm_up(engine)
+            await self._store.record_activity(engine_id=engine.id, at=self._clock())
+        except RucatError as e:
+            log.warning("pool %s: engine %s stays cold: %s", engine.pool, engine.id, e)
+            return
+        self.warmed += 1
+        log.info("pool %s: engine %s warmed", engine.pool, engine.id)
 
     async def _start(self, profile: PoolProfile) -> None:
         engine = new_engine(

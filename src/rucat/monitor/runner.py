@@ -7,10 +7,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rucat.config import RucatConfig
+from rucat.domain.connect import dial_target
+from rucat.domain.engine import Engine
 from rucat.domain.monitor_decisions import Timing
 from rucat.monitor.pools import PoolKeeper
 from rucat.monitor.reconciler import Monitor, utc_now
 from rucat.platforms import Platform
+from rucat.platforms.offer import platform_offer
 from rucat.platforms.pool_profiles import pool_profiles
 from rucat.store import EngineStore
 
@@ -50,7 +53,20 @@ def build_pool_keeper(
     monitor: Monitor,
     clock: Callable[[], datetime] = utc_now,
 ) -> PoolKeeper:
-    """The keeper of config.pools; it wakes `monitor` for each engine it adds or stops."""
+    """The keeper of config.pools; it wakes `monitor` for each engine it adds or stops,
+    and warms each new pool engine with one query of its engine kind."""
+    kind = platform_offer(config.platform).kind
+
+    async def warm_up(engine: Engine) -> None:
+        if engine.endpoint is None:
+            return
+        await kind.warm_up(
+            engine_id=engine.id,
+            target=dial_target(engine.endpoint),
+            token=engine.connect_token,
+            timeout=config.start_timeout_secs,
+        )
+
     return PoolKeeper(
         store=store,
         platform=platform,
@@ -58,6 +74,7 @@ def build_pool_keeper(
         check_interval=config.check_interval_secs,
         clock=clock,
         notify=monitor.wake,
+        warm_up=warm_up,
     )
 
 

@@ -28,6 +28,7 @@ from rucat.domain.pool import (
     choose_pool,
     hand_out,
     is_idle_member,
+    warm_first,
 )
 from rucat.domain.redaction import redact_configs
 from rucat.domain.state import EngineState
@@ -104,7 +105,7 @@ class PoolDesk:
             if not idle:
                 break
             random.shuffle(idle)  # racing creates mostly try different engines first
-            for candidate in idle:
+            for candidate in warm_first(idle):
                 new = hand_out(
                     candidate,
                     name=name,

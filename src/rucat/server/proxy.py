@@ -47,6 +47,7 @@ import grpc.aio
 
 from rucat.config import RucatConfig
 from rucat.domain.access import Allow, EngineAction, Grant, decide_access
+from rucat.domain.connect import dial_target
 from rucat.domain.engine import Engine, EngineId, is_engine_id
 from rucat.domain.errors import ConfigError, EngineNotFound, StoreUnavailable
 from rucat.domain.principal import Principal
@@ -66,12 +67,6 @@ log = logging.getLogger(__name__)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _target(endpoint: str) -> str:
-    """`sc://host:port[/...]` -> `host:port` (what a gRPC channel dials)."""
-    rest = endpoint.removeprefix("sc://")
-    return rest.split("/", 1)[0]
 
 
 class Proxy:
@@ -236,7 +231,7 @@ class Proxy:
             raise Refused(
                 grpc.StatusCode.FAILED_PRECONDITION, f"engine {engine.id} has no endpoint yet"
             )
-        return _target(engine.endpoint), engine.connect_token
+        return dial_target(engine.endpoint), engine.connect_token
 
     def _evict(self, engine_id: EngineId) -> None:
         self._activity.forget(engine_id)
