@@ -6,7 +6,7 @@ Each measurement is the time a user waits, from POST /engine until a new
 pyspark Connect session, opened through Rucat's proxy, answers `select 1`:
 
 - hit: a create whose type, version and configs equal the pool's, made once
-  the pool has an idle engine (the wait for the refill is not timed);
+  the pool has a warm idle engine (the wait for the refill and warm-up is not timed);
 - cold: a create with other configs, which starts a new engine.
 
 Both poll GET /engine/{id} every 50 ms until Running, then query (a hit is
@@ -114,9 +114,9 @@ def timed_create(client: httpx.Client, connect_port: int, configs: dict[str, str
     return Timed(running=running, first_answer=answered, second_session=second)
 
 
-def idle_in_pool(client: httpx.Client) -> int:
+def warm_in_pool(client: httpx.Client) -> int:
     (small,) = client.get("/pools").json()
-    return int(small["idle"])
+    return int(small["warm"])
 
 
 def main() -> None:
@@ -173,7 +173,7 @@ def main() -> None:
                 # Hits and colds interleaved: a cold start after every few hits.
                 every = max(1, args.hits // max(1, args.colds))
                 for i in range(args.hits):
-                    wait("an idle pool engine", lambda: idle_in_pool(client) >= 1, poll=0.2)
+                    wait("a warm idle pool engine", lambda: warm_in_pool(client) >= 1, poll=0.2)
                     hits.append(timed_create(client, connect_port, POOL_CONFIGS))
                     print(f"hit {i + 1}: {hits[-1]}", flush=True)
                     if len(colds) < args.colds and (i + 1) % every == 0:

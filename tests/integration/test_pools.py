@@ -352,6 +352,7 @@ async def test_get_pools_shows_each_pools_profile_and_idle_engines(
         "min_idle": 2,
         "max_idle": 3,
         "idle": 1,
+        "warm": 0,
         "starting": 0,
         "hand_outs": 1,
         "misses": 0,

@@ -161,6 +161,8 @@ async def test_new_pool_engines_are_warmed_by_one_query_and_a_create_takes_a_war
             return warm if len(warm) == 2 else None
 
         warm = await eventually(two_warm, timeout=60, what="two warmed pool engines")
+        (small,) = (await api.client.get("/pools")).json()
+        assert (small["idle"], small["warm"]) == (2, 2)
         created = await api.client.post("/engine", json=MATCHING)
         assert created.status_code == 200, created.text
         assert created.json()["id"] in {e.id for e in warm}

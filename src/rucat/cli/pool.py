@@ -30,7 +30,18 @@ def list_(*, conn: Connection) -> None:
         print_json([p.to_json() for p in found])
         return
     table = Table()
-    columns = ("name", "engine", "configs", "idle", "starting", "min", "max", "hand-outs", "misses")
+    columns = (
+        "name",
+        "engine",
+        "configs",
+        "idle",
+        "warm",
+        "starting",
+        "min",
+        "max",
+        "hand-outs",
+        "misses",
+    )
     for column in columns:
         table.add_column(column, no_wrap=column != "configs", overflow="fold")
     for p in found:
@@ -41,6 +52,7 @@ def list_(*, conn: Connection) -> None:
                 f"{p.engine_type} {p.version}",
                 configs,
                 str(p.idle),
+                str(p.warm),
                 str(p.starting),
                 str(p.min_idle),
                 str(p.max_idle),

@@ -29,6 +29,7 @@ class PoolInfo:
     min_idle: int = 0
     max_idle: int = 0
     idle: int = 0
+    warm: int = 0
     starting: int = 0
     hand_outs: int = 0
     misses: int = 0
@@ -42,13 +43,14 @@ class PoolInfo:
             "min_idle": self.min_idle,
             "max_idle": self.max_idle,
             "idle": self.idle,
+            "warm": self.warm,
             "starting": self.starting,
             "hand_outs": self.hand_outs,
             "misses": self.misses,
         }
 
 
-_COUNTS = ("min_idle", "max_idle", "idle", "starting", "hand_outs", "misses")
+_COUNTS = ("min_idle", "max_idle", "idle", "warm", "starting", "hand_outs", "misses")
 
 
 def list_call() -> Call:

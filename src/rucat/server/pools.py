@@ -28,6 +28,7 @@ from rucat.domain.pool import (
     choose_pool,
     hand_out,
     is_idle_member,
+    is_warm,
     warm_first,
 )
 from rucat.domain.redaction import redact_configs
@@ -136,7 +137,7 @@ class PoolDesk:
         out = []
         for profile in self.profiles:
             members = await self._store.list(pool=profile.name, states=sorted(FILLING_STATES))
-            idle = sum(is_idle_member(e, profile) for e in members)
+            idle = [e for e in members if is_idle_member(e, profile)]
             out.append(
                 PoolOut(
                     name=profile.name,
@@ -145,7 +146,8 @@ class PoolDesk:
                     configs=redact_configs(dict(profile.configs)),
                     min_idle=profile.min_idle,
                     max_idle=profile.max_idle,
-                    idle=idle,
+                    idle=len(idle),
+                    warm=sum(is_warm(e) for e in idle),
                     starting=sum(e.state is not EngineState.Running for e in members),
                     hand_outs=self.counts.hand_outs[profile.name],
                     misses=self.counts.misses[profile.name],

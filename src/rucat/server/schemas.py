@@ -337,6 +337,9 @@ class PoolOut(BaseModel):
     min_idle: int = Field(description="Idle Running engines the monitor keeps.")
     max_idle: int = Field(description="Idle engines the pool never exceeds.")
     idle: int = Field(description="Engines Running and idle in the pool now.")
+    warm: int = Field(
+        0, description="Idle engines that have answered a query (their warm-up): taken first."
+    )
     starting: int = Field(description="Pool engines on their way to Running.")
     hand_outs: int = Field(description="Engines this server handed out since it started.")
     misses: int = Field(description="Matching creates this server started cold (pool empty).")
