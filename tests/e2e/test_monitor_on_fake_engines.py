@@ -401,9 +401,9 @@ def stop_all(client: httpx.Client, ids: list[str]) -> None:
 
 
 def test_a_new_monitor_adopts_the_engines_a_killed_one_was_starting(split: Split) -> None:
-    client = split.client
-    # Each server waits 3 s before it opens its port: long enough to be caught starting.
-    slow = {"rucat.test.delay": "3"}
+    client, gate = split.client, split.tmp / "open"
+    # The servers open their ports only once the gate exists: caught starting.
+    slow = {"rucat.test.open_when": str(gate)}
     ids = [create(client, f"adopt-{i}", configs=slow) for i in range(2)]
 
     with split.monitor("m1") as first:
@@ -414,6 +414,7 @@ def test_a_new_monitor_adopts_the_engines_a_killed_one_was_starting(split: Split
     assert all(client.get(f"/engine/{i}").json()["state"] == "StartInProgress" for i in ids)
 
     with split.monitor("m2"):
+        gate.touch()
         for engine_id in ids:
             running(client, engine_id)
             # The same process: adopted, never started a second time.

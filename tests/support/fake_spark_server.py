@@ -24,8 +24,9 @@ file or a ``--conf``, which wins, as with spark-submit):
 - ``stubborn``: ignores SIGTERM, starts a child that sleeps, then as ``tcp``.
 - ``flood:N``: prints N lines of 1 KiB ("flood 00000000 zzz..."), then as ``tcp``.
 
-``rucat.test.delay`` (seconds, default 0) waits before the port opens, so a
-test can catch the engine while it starts.
+``rucat.test.delay`` (seconds, default 0) waits before the port opens, and
+``rucat.test.open_when=PATH`` until PATH exists, so a test can catch the
+engine while it starts, however slow the machine.
 
 It imports the Spark Connect protos from the installed pyspark without
 running ``pyspark/__init__`` (which loads pandas and numpy: seconds under load).
@@ -217,6 +218,9 @@ def main(args: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({_LIFETIME_SECS})"])
     time.sleep(float(confs.get("rucat.test.delay", "0")))
+    hold = confs.get("rucat.test.open_when")
+    while hold is not None and not os.path.exists(hold):
+        time.sleep(0.1)
     host = confs.get("spark.connect.grpc.binding.address", "127.0.0.1")
     if mode != "serve":
         _serve_tcp(host)
