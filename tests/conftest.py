@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -10,6 +14,40 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.support.standalone import StandaloneCluster
+
+
+#: Longest a test's teardown may take. pytest-timeout stops its timer once a test
+#: has failed (its pytest_exception_interact hook), so a teardown stuck after a
+#: failure (an event loop's close waiting for a thread blocked in a read, say)
+#: would hold the whole run for ever: this ends the test process instead, as a
+#: timeout does, and xdist reports the test and carries on with a new worker.
+TEARDOWN_LIMIT_SECS = 300.0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    watchdog = threading.Timer(TEARDOWN_LIMIT_SECS, _end_stuck_teardown, args=(item,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return (yield)
+    finally:
+        watchdog.cancel()
+
+
+def _end_stuck_teardown(item: pytest.Item) -> None:
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    stderr = sys.__stderr__
+    assert stderr is not None
+    stderr.write(
+        f"\n+++ the teardown of {item.nodeid} still runs after "
+        f"{TEARDOWN_LIMIT_SECS:.0f} s: ending this test process; its threads:\n"
+    )
+    stderr.flush()
+    faulthandler.dump_traceback(file=stderr, all_threads=True)
+    os._exit(1)
 
 
 class FakeClock:

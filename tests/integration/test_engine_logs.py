@@ -83,23 +83,29 @@ async def test_health_answers_while_an_engines_log_tail_is_being_saved(
         log = tmp_path / "data" / "engines" / engine_id / "engine.log"
         log.unlink()
         os.mkfifo(log, 0o600)
-        response = await api.client.post(f"/engine/{engine_id}/stop")
-        assert response.status_code == 200, response.text
+        fifo = tmp_path / "fifo"
+        os.link(log, fifo)
+        try:
+            response = await api.client.post(f"/engine/{engine_id}/stop")
+            assert response.status_code == 200, response.text
 
-        async def saving() -> list[str]:
-            return threads_opening_a_fifo()
+            async def saving() -> list[str]:
+                return threads_opening_a_fifo()
 
-        await eventually(saving, timeout=30, what="the monitor reading the log")
-        for _ in range(3):
-            health = await api.client.get("/health")
-            assert health.json() == {"status": "ok"}
-        assert await state_of(api, engine_id) is EngineState.TriggerTermination
-
-        # A regular log again for the stop that follows; then the reader's open returns.
-        os.link(log, tmp_path / "fifo")
-        log.unlink()
-        log.write_text("")
-        os.close(os.open(tmp_path / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+            await eventually(saving, timeout=30, what="the monitor reading the log")
+            for _ in range(3):
+                health = await api.client.get("/health")
+                assert health.json() == {"status": "ok"}
+            # The tail rides on the stop's claim: the engine is not claimed yet.
+            assert await state_of(api, engine_id) is EngineState.WaitToTerminate
+        finally:
+            # Pass or fail, a regular log again (for the stop that follows), and
+            # the blocked reader's open() returns: a thread blocked in it for ever
+            # would hold the event loop's close, and the whole run, for ever.
+            log.unlink()
+            log.write_text("")
+            with contextlib.suppress(OSError):  # ENXIO: no reader is waiting
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
         async def terminated() -> bool:
             return await state_of(api, engine_id) is EngineState.Terminated
