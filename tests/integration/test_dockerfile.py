@@ -116,7 +116,7 @@ def test_dockerfile_copies_only_files_in_the_repo_and_the_build_context() -> Non
     # The context stays small: the venv, caches and VCS data are never sent.
     for heavy in (".venv", ".cache/helm", ".git", "tests"):
         assert dockerignored(heavy, patterns), heavy
-    for needed in ("src/rucat/config.py", "pyproject.toml", "uv.lock", "README.md"):
+    for needed in ("src/rucat/config/__init__.py", "pyproject.toml", "uv.lock", "README.md"):
         assert not dockerignored(needed, patterns), needed
 
 

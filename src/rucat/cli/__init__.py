@@ -38,7 +38,7 @@ ConfigPathOption = Annotated[
     Path | None,
     typer.Option("--config-path", help="JSON config file (the seed's format).", dir_okay=False),
 ]
-# Flags are passed on as given: config.py validates them with the same models
+# Flags are passed on as given: rucat.config's load_config validates them with the same models
 # and messages as the file's keys (a bad --port reads like a bad "port").
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
 PortOption = Annotated[
