@@ -178,8 +178,11 @@ def _tcp_relay(upstream: str, out: Connection, commands: Connection) -> None:
         writer.close()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(host, int(port))
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        # Cancelled only when the relay ends: a connection task ending cancelled
+        # makes asyncio's stream protocol log a traceback for it.
+        with contextlib.suppress(asyncio.CancelledError):
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def run() -> None:
         server = await asyncio.start_server(relay, "127.0.0.1", 0)
