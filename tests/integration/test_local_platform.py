@@ -34,6 +34,7 @@ from rucat.platforms.local.platform import LocalPlatform
 from tests.support import eventually, require_java
 from tests.support.fake_spark import FAKE_VERSION, make_fake_spark_home
 from tests.support.platforms import is_process, local_client_url, local_server_pids
+from tests.support.proc import pids_where
 
 
 @pytest.fixture
@@ -67,20 +68,11 @@ def processes_naming(e: Engine, *, supervisors: bool = False) -> list[int]:
     """Live engine processes (or their supervisors) whose command line carries the
     engine's app name."""
     marker = f"spark.app.name={spark.app_name(e.id)}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        stats = proc.read_stat(int(entry))
-        is_supervisor = any(a.endswith(b"_supervise.py") for a in args)
-        alive = stats is not None and stats.running
-        if marker in args and alive and is_supervisor == supervisors:
-            pids.append(int(entry))
-    return pids
+    return pids_where(
+        lambda args: (
+            marker in args and any(a.endswith(b"_supervise.py") for a in args) == supervisors
+        )
+    )
 
 
 def groups_naming(e: Engine, *, supervisors: bool = False) -> set[int]:

@@ -15,10 +15,11 @@ is installed: `fake_local_config` gives both settings.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from tests.support.proc import pids_where
 
 FAKE_VERSION = "9.9.9"
 
@@ -54,19 +55,12 @@ def fake_local_config(folder: Path, **fields: Any) -> dict[str, Any]:
 
 def fake_server_pids(engine_id: str) -> list[int]:
     """Pids of live fake Spark Connect servers of the engine (not their supervisors,
-    not a stubborn one's child), found by scanning /proc."""
+    not a stubborn one's child)."""
     marker = engine_id.encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        state = stat.rpartition(")")[2].split()[0]
-        is_fake = len(args) > 1 and args[1].endswith(b"fake-spark/bin/spark-submit")
-        if is_fake and any(marker in a for a in args) and state not in ("Z", "X"):
-            pids.append(int(entry))
-    return pids
+    return pids_where(
+        lambda args: (
+            len(args) > 1
+            and args[1].endswith(b"fake-spark/bin/spark-submit")
+            and any(marker in a for a in args)
+        )
+    )

@@ -25,6 +25,7 @@ from rucat.platforms.local.platform import LocalPlatform
 from rucat.platforms.standalone import StandalonePlatform
 from tests.support import k8s_platforms as k8s
 from tests.support import require_java
+from tests.support.proc import pids_where
 from tests.support.standalone import StandaloneCluster, shared_cluster
 
 
@@ -51,30 +52,19 @@ class PlatformUnderTest:
 
 
 def local_server_pids(engine: Engine) -> list[int]:
-    """Live Spark Connect server JVMs of the engine, found by scanning /proc.
+    """Live Spark Connect server JVMs of the engine.
 
     The server's command line names the engine (spark.app.name=rucat-<id>);
     spark-submit's short-lived launcher JVM carries the same arguments and is left out.
     """
     marker = f"spark.app.name={app_name(engine.id)}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        state = stat.rpartition(")")[2].split()[0]
-        if (
+    return pids_where(
+        lambda args: (
             marker in args
             and args[0].endswith(b"java")
             and b"org.apache.spark.launcher.Main" not in args
-            and state not in ("Z", "X")
-        ):
-            pids.append(int(entry))
-    return pids
+        )
+    )
 
 
 async def _local_servers(engine: Engine) -> int:

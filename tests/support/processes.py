@@ -7,6 +7,7 @@ of an engine by its Spark app name, to count what really runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 
 from tests.support import free_port
+from tests.support.proc import pids_where
 
 RUCAT = str(Path(sys.executable).parent / "rucat")
 
@@ -91,15 +93,9 @@ def kill_engines_under(folder: Path) -> None:
     leave its JVMs running for the rest of the suite.
     """
     marker = str(folder).encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if marker in cmdline:
-                os.killpg(os.getpgid(int(entry)), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            continue
+    for pid in pids_where(lambda args: any(marker in a for a in args)):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 @contextmanager
@@ -130,18 +126,7 @@ def rucat_up(tmp: Path, config: dict[str, Any]) -> Iterator[tuple[RucatProcess, 
 def engine_jvms(engine_id: str) -> list[int]:
     """Pids of live JVMs whose command line names the engine (app name, files)."""
     marker = engine_id.encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if marker in cmdline and b"java" in cmdline.split(b"\0")[0] and ") Z" not in stat:
-            pids.append(int(entry))
-    return pids
+    return pids_where(lambda args: b"java" in args[0] and any(marker in a for a in args))
 
 
 def wait_state(
