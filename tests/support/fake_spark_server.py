@@ -30,6 +30,8 @@ engine while it starts, however slow the machine.
 
 It imports the Spark Connect protos from the installed pyspark without
 running ``pyspark/__init__`` (which loads pandas and numpy: seconds under load).
+The service itself (`connect_server`) takes the protos as arguments, so
+tests/support/fake_connect.py serves the same one inside a test process.
 """
 
 from __future__ import annotations
@@ -99,10 +101,44 @@ def _spark_connect_protos() -> tuple[Any, Any]:
     return base_pb2, base_pb2_grpc
 
 
-def _serve_connect(host: str, port: int, token: str | None, version: str, gate: str | None) -> None:
+def refusing(handler: Any, code: Any, message: str) -> Any:
+    """A handler of `handler`'s kind (unary or stream, each side) that aborts every
+    call with `code` and `message`, as a gRPC interceptor returns for a refused call."""
     import grpc
 
-    pb, pb_grpc = _spark_connect_protos()
+    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    )
+    for attribute, make in kinds:
+        if getattr(handler, attribute) is not None:
+            return make(
+                refuse,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
+def connect_server(
+    pb: Any,
+    pb_grpc: Any,
+    *,
+    token: str | None,
+    version: str,
+    gate: str | None = None,
+    interceptors: tuple[Any, ...] = (),
+) -> Any:
+    """The fake Spark Connect service on a new grpc.Server (threads; no port bound, not
+    started). `pb` and `pb_grpc` are pyspark's base_pb2 and base_pb2_grpc; `interceptors`
+    run before the token check (outermost first)."""
+    import grpc
+
     server_session = f"fake-{os.getpid()}"
 
     class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -115,24 +151,9 @@ def _serve_connect(host: str, port: int, token: str | None, version: str, gate: 
             sent = dict(details.invocation_metadata).get("authorization", "")
             if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
                 return handler
-
-            def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "Invalid authentication token")
-
-            kinds = (
-                ("unary_unary", grpc.unary_unary_rpc_method_handler),
-                ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                ("stream_stream", grpc.stream_stream_rpc_method_handler),
+            return refusing(
+                handler, grpc.StatusCode.UNAUTHENTICATED, "Invalid authentication token"
             )
-            for attribute, make in kinds:
-                if getattr(handler, attribute) is not None:
-                    return make(
-                        refuse,
-                        request_deserializer=handler.request_deserializer,
-                        response_serializer=handler.response_serializer,
-                    )
-            return handler
 
     class FakeSparkConnect(pb_grpc.SparkConnectServiceServicer):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -193,8 +214,16 @@ def _serve_connect(host: str, port: int, token: str | None, version: str, gate: 
                         self._confs.pop(key, None)
             return response
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[TokenCheck()])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[*interceptors, TokenCheck()]
+    )
     pb_grpc.add_SparkConnectServiceServicer_to_server(FakeSparkConnect(), server)
+    return server
+
+
+def _serve_connect(host: str, port: int, token: str | None, version: str, gate: str | None) -> None:
+    pb, pb_grpc = _spark_connect_protos()
+    server = connect_server(pb, pb_grpc, token=token, version=version, gate=gate)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise SystemExit(f"fake spark-submit: cannot bind {host}:{port}")
