@@ -24,50 +24,24 @@ with no cost of its own would reach.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-from rucat.engines.spark import bundled_spark_version
-
-RUCAT = str(Path(sys.executable).parent / "rucat")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_state(client: httpx.Client, engine_id: str, state: str, poll: float) -> None:
-    while True:
-        info = client.get(f"/engine/{engine_id}").json()
-        if info["state"] == state:
-            return
-        if info["state"].startswith("Error"):
-            raise RuntimeError(f"engine failed: {info}")
-        time.sleep(poll)
+from _engine_start import create_engine, free_port, rucat_up, stop_engine, wait_state
 
 
 def time_create(client: httpx.Client, connect_port: int) -> tuple[str, float, float]:
     """(engine id, seconds from POST /engine to Running, seconds of a first query
     on it once Running); the engine is then stopped."""
-    body = {"name": "bench", "engine_type": "Spark", "version": bundled_spark_version()}
     start = time.monotonic()
-    engine_id = client.post("/engine", json=body).raise_for_status().json()["id"]
-    wait_state(client, engine_id, "Running", 0.05)
+    engine_id = create_engine(client)
+    wait_state(client, engine_id, "Running", poll=0.05)
     elapsed = time.monotonic() - start
     first_query = time_query(connect_port, engine_id)
-    client.post(f"/engine/{engine_id}/stop").raise_for_status()
-    wait_state(client, engine_id, "Terminated", 0.2)
+    stop_engine(client, engine_id, delete=False)
     return engine_id, elapsed, first_query
 
 
@@ -93,41 +67,21 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="rucat-bench-") as tmp:
-        workdir = Path(tmp)
-        port, connect_port = free_port(), free_port()
-        up = subprocess.Popen(
-            [RUCAT, "up", "--port", str(port), "--data-dir", str(workdir / "data")],
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / "up.log").open("wb"),
-            env={**os.environ, "RUCAT_CONNECT_PORT": str(connect_port)},
-            start_new_session=True,
-        )
+        connect_port = free_port()
         created, started, firsts = [], [], []
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                for _ in range(300):
-                    try:
-                        client.get("/health")
-                        break
-                    except httpx.HTTPError:
-                        time.sleep(0.1)
-                for i in range(args.runs):
-                    engine_id, create, first = time_create(client, connect_port)
-                    auto = time_query(connect_port, engine_id)  # it is Terminated
-                    created.append(create)
-                    started.append(auto)
-                    firsts.append(first)
-                    print(
-                        f"run {i + 1}: create {create:.2f} s (first query then {first:.2f} s), "
-                        f"auto-start {auto:.2f} s",
-                        flush=True,
-                    )
-                    client.post(f"/engine/{engine_id}/stop")
-                    wait_state(client, engine_id, "Terminated", 0.2)
-                    client.delete(f"/engine/{engine_id}")
-        finally:
-            up.send_signal(signal.SIGTERM)  # stops what is still running
-            up.wait(timeout=120)
+        with rucat_up(Path(tmp), connect_port=connect_port) as client:
+            for i in range(args.runs):
+                engine_id, create, first = time_create(client, connect_port)
+                auto = time_query(connect_port, engine_id)  # it is Terminated
+                created.append(create)
+                started.append(auto)
+                firsts.append(first)
+                print(
+                    f"run {i + 1}: create {create:.2f} s (first query then {first:.2f} s), "
+                    f"auto-start {auto:.2f} s",
+                    flush=True,
+                )
+                stop_engine(client, engine_id, delete=True)
 
     c, a = statistics.median(created), statistics.median(started)
     f = statistics.median(firsts)

@@ -33,25 +33,17 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from _engine_start import create_engine, direct_argv, spawn_direct, wait_state
 
 from rucat.config import RucatConfig
 from rucat.domain.errors import EngineUnreachable
-from rucat.engines.spark import (
-    bound_connect_port,
-    bundled_spark_home,
-    bundled_spark_version,
-    connect_properties,
-    connect_server_argv,
-    connect_version,
-    properties_text,
-)
+from rucat.engines.spark import bound_connect_port, connect_version
 
 #: How often the observer reads new bytes of an engine's log (seconds).
 OBSERVE_SECS = 0.01
@@ -116,30 +108,22 @@ async def trace_rucat(workdir: Path) -> None:
     logging.getLogger("rucat").setLevel(logging.DEBUG)
     try:
         base = await asyncio.wait_for(url, 60)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            body = {"name": "trace", "engine_type": "Spark", "version": bundled_spark_version()}
+        # A blocking client in a thread: the server it polls runs on this event loop.
+        with httpx.Client(base_url=base, timeout=30) as client:
             recorder.records.clear()
             cpu0, t0 = time.process_time(), time.time()
-            engine_id = (await client.post("/engine", json=body)).raise_for_status().json()["id"]
+            engine_id = await asyncio.to_thread(create_engine, client)
             posted = time.time()
             log_path = data / "engines" / engine_id / "engine.log"
             observer = asyncio.create_task(port_line_time(log_path, deadline=t0 + 600))
-            while True:
-                state = (await client.get(f"/engine/{engine_id}")).json()["state"]
-                if state == "Running":
-                    seen = time.time()
-                    run = json.loads((log_path.parent / "run.json").read_text())
-                    engine_cpu = group_cpu(run["pid"])
-                    break
-                if state.startswith("Error"):
-                    raise RuntimeError(f"engine failed: {state}")
-                if time.time() > t0 + 600:
-                    raise TimeoutError("not Running after 600 s")
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(wait_state, client, engine_id, "Running", poll=0.05)
+            seen = time.time()
+            run = json.loads((log_path.parent / "run.json").read_text())
+            engine_cpu = group_cpu(run["pid"])
             cpu = time.process_time() - cpu0
             port_line = await observer
             records = [r for r in recorder.records if engine_id in r[2]]
-            await client.post(f"/engine/{engine_id}/stop")
+            await asyncio.to_thread(client.post, f"/engine/{engine_id}/stop")
     finally:
         logging.getLogger("rucat").removeHandler(recorder)
         up.cancel()
@@ -163,32 +147,10 @@ async def trace_rucat(workdir: Path) -> None:
 
 async def trace_direct(workdir: Path) -> None:
     token = "trace-token"
-    props = workdir / "direct.properties"
-    props.write_text(
-        properties_text(connect_properties(token=token, address="127.0.0.1", port=0)),
-        encoding="utf-8",
-    )
-    argv = connect_server_argv(
-        bundled_spark_home(),
-        master="local[*]",
-        confs={
-            "spark.app.name": "trace-direct",
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-        },
-        properties_file=props,
-    )
+    argv = direct_argv(workdir, token=token, app_name="trace-direct")
     log_path = workdir / "direct.log"
     t0 = time.time()
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - a bench; milliseconds
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-            start_new_session=True,
-        )
+    proc = spawn_direct(argv, log_path)
     try:
         port_line = await port_line_time(log_path, deadline=t0 + 600)
         port = bound_connect_port(log_path.read_text(errors="replace"))

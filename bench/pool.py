@@ -22,42 +22,19 @@ engine (what the first one costs once the engine's JVM has answered a query).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _engine_start import create_engine, free_port, rucat_up, stop_engine, wait_state
 
 from rucat.engines.spark import bundled_spark_version
 
-RUCAT = str(Path(sys.executable).parent / "rucat")
 TARGET_HIT_SECS = 0.5
 POOL_CONFIGS = {"spark.sql.shuffle.partitions": "4"}
-#: Seconds a refill or a cold start may take on a loaded machine.
-START_TIMEOUT = 600.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(what: str, probe: object, timeout: float = START_TIMEOUT, poll: float = 0.05) -> None:
-    assert callable(probe)
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(poll)
 
 
 @dataclass(frozen=True)
@@ -82,41 +59,30 @@ def select_one(url: str) -> None:
 
 def timed_create(client: httpx.Client, connect_port: int, configs: dict[str, str]) -> Timed:
     """Times one create (see Timed); then the engine is stopped and deleted."""
-    body = {
-        "name": "bench",
-        "engine_type": "Spark",
-        "version": bundled_spark_version(),
-        "configs": configs,
-    }
     start = time.monotonic()
-    engine_id = client.post("/engine", json=body).raise_for_status().json()["id"]
-    while True:
-        state = client.get(f"/engine/{engine_id}").json()["state"]
-        if state == "Running":
-            running = time.monotonic() - start
-            break
-        if state.startswith("Error"):
-            raise RuntimeError(f"engine failed: {client.get(f'/engine/{engine_id}').json()}")
-        time.sleep(0.05)
+    engine_id = create_engine(client, configs=configs)
+    wait_state(client, engine_id, "Running", poll=0.05)
+    running = time.monotonic() - start
     url = f"sc://127.0.0.1:{connect_port}/;x-rucat-engine-id={engine_id}"
     select_one(url)
     answered = time.monotonic() - start
     again = time.monotonic()
     select_one(url)
     second = time.monotonic() - again
-    client.post(f"/engine/{engine_id}/stop").raise_for_status()
-    wait(
-        f"engine {engine_id} Terminated",
-        lambda: client.get(f"/engine/{engine_id}").json()["state"] == "Terminated",
-        poll=0.2,
-    )
-    client.delete(f"/engine/{engine_id}").raise_for_status()
+    stop_engine(client, engine_id, delete=True)
     return Timed(running=running, first_answer=answered, second_session=second)
 
 
-def warm_in_pool(client: httpx.Client) -> int:
-    (small,) = client.get("/pools").json()
-    return int(small["warm"])
+def wait_warm(client: httpx.Client, timeout: float = 600.0) -> None:
+    """Until the pool has a warm idle engine (a refill, then its warm-up query)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (small,) = client.get("/pools").json()
+        if int(small["warm"]) >= 1:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no warm idle pool engine within {timeout:g} s")
+        time.sleep(0.2)
 
 
 def main() -> None:
@@ -127,7 +93,6 @@ def main() -> None:
     import pyspark.sql.connect.session  # noqa: F401 - imported before any timing
 
     with tempfile.TemporaryDirectory(prefix="rucat-bench-pool-") as tmp:
-        workdir = Path(tmp)
         config = {
             "check_interval_secs": 0.5,
             "pools": [
@@ -140,51 +105,22 @@ def main() -> None:
                 }
             ],
         }
-        (workdir / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        port, connect_port = free_port(), free_port()
-        up = subprocess.Popen(
-            [
-                RUCAT,
-                "up",
-                "--config-path",
-                str(workdir / "config.json"),
-                "--data-dir",
-                str(workdir / "data"),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / "up.log").open("wb"),
-            env={**os.environ, "RUCAT_CONNECT_PORT": str(connect_port)},
-            start_new_session=True,
-        )
+        connect_port = free_port()
         hits: list[Timed] = []
         colds: list[Timed] = []
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-
-                def healthy() -> bool:
-                    try:
-                        return client.get("/health").status_code == 200
-                    except httpx.HTTPError:
-                        return False
-
-                wait("rucat up answering", healthy, timeout=60, poll=0.1)
-                # Hits and colds interleaved: a cold start after every few hits.
-                every = max(1, args.hits // max(1, args.colds))
-                for i in range(args.hits):
-                    wait("a warm idle pool engine", lambda: warm_in_pool(client) >= 1, poll=0.2)
-                    hits.append(timed_create(client, connect_port, POOL_CONFIGS))
-                    print(f"hit {i + 1}: {hits[-1]}", flush=True)
-                    if len(colds) < args.colds and (i + 1) % every == 0:
-                        colds.append(timed_create(client, connect_port, {}))
-                        print(f"cold {len(colds)}: {colds[-1]}", flush=True)
-                while len(colds) < args.colds:
+        with rucat_up(Path(tmp), config=config, connect_port=connect_port) as client:
+            # Hits and colds interleaved: a cold start after every few hits.
+            every = max(1, args.hits // max(1, args.colds))
+            for i in range(args.hits):
+                wait_warm(client)
+                hits.append(timed_create(client, connect_port, POOL_CONFIGS))
+                print(f"hit {i + 1}: {hits[-1]}", flush=True)
+                if len(colds) < args.colds and (i + 1) % every == 0:
                     colds.append(timed_create(client, connect_port, {}))
                     print(f"cold {len(colds)}: {colds[-1]}", flush=True)
-        finally:
-            up.send_signal(signal.SIGTERM)
-            up.wait(timeout=120)
+            while len(colds) < args.colds:
+                colds.append(timed_create(client, connect_port, {}))
+                print(f"cold {len(colds)}: {colds[-1]}", flush=True)
 
     def median(runs: list[Timed], field: str) -> float:
         return float(statistics.median(getattr(t, field) for t in runs))

@@ -26,73 +26,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-
-from rucat.domain.errors import EngineUnreachable
-from rucat.engines.spark import (
-    bound_connect_port,
-    bundled_spark_home,
-    bundled_spark_version,
-    connect_properties,
-    connect_server_argv,
-    connect_version,
-    properties_text,
+from _engine_start import (
+    create_engine,
+    direct_argv,
+    rucat_up,
+    spawn_direct,
+    stop_engine,
+    wait_state,
 )
 
-RUCAT = str(Path(sys.executable).parent / "rucat")
+from rucat.domain.errors import EngineUnreachable
+from rucat.engines.spark import bound_connect_port, connect_version
+
 #: The repository, for tests.support (the standalone cluster).
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"local": 1.05, "standalone": 1.05}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def time_direct(workdir: Path, master: str = "local[*]", poll: float = 0.05) -> float:
     """Seconds from spark-submit to the first answered Spark Connect call."""
     token = "bench-token"
-    props = workdir / "engine.properties"
-    props.write_text(
-        properties_text(connect_properties(token=token, address="127.0.0.1", port=0)),
-        encoding="utf-8",
-    )
-    props.chmod(0o600)
-    argv = connect_server_argv(
-        bundled_spark_home(),
-        master=master,
-        # What the Local and Standalone platforms set besides the endpoint.
-        confs={
-            "spark.app.name": "bench-direct",
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-        },
-        properties_file=props,
-    )
+    argv = direct_argv(workdir, token=token, app_name="bench-direct", master=master)
     log_path = workdir / "direct.log"
     start = time.monotonic()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-            start_new_session=True,
-        )
+    proc = spawn_direct(argv, log_path)
     try:
         while True:
             if proc.poll() is not None:
@@ -114,21 +81,11 @@ def time_direct(workdir: Path, master: str = "local[*]", poll: float = 0.05) -> 
 
 def time_rucat(client: httpx.Client, poll: float = 0.05) -> float:
     """Seconds from POST /engine to Running; stops the engine afterwards."""
-    body = {"name": "bench", "engine_type": "Spark", "version": bundled_spark_version()}
     start = time.monotonic()
-    engine_id = client.post("/engine", json=body).raise_for_status().json()["id"]
-    while True:
-        state = client.get(f"/engine/{engine_id}").json()["state"]
-        if state == "Running":
-            elapsed = time.monotonic() - start
-            break
-        if state.startswith("Error"):
-            raise RuntimeError(f"engine failed: {client.get(f'/engine/{engine_id}').json()}")
-        time.sleep(poll)
-    client.post(f"/engine/{engine_id}/stop").raise_for_status()
-    while client.get(f"/engine/{engine_id}").json()["state"] != "Terminated":
-        time.sleep(0.2)
-    client.delete(f"/engine/{engine_id}")
+    engine_id = create_engine(client)
+    wait_state(client, engine_id, "Running", poll=poll)
+    elapsed = time.monotonic() - start
+    stop_engine(client, engine_id, delete=True)
     return elapsed
 
 
@@ -148,20 +105,17 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="rucat-bench-") as tmp:
             workdir = Path(tmp)
-            up_argv = [RUCAT, "up", "--data-dir", str(workdir / "data")]
-            master = "local[*]"
+            master, config = "local[*]", None
             if cluster is not None:
                 master = cluster.master_url
-                config = workdir / "config.json"
                 platform = {
                     "Standalone": {
                         "master_url": cluster.master_url,
                         "master_web_url": cluster.master_web_url,
                     }
                 }
-                config.write_text(json.dumps({"platform": platform}), encoding="utf-8")
-                up_argv += ["--config-path", str(config)]
-            direct, rucat = run_pair(workdir, up_argv, master, args.runs)
+                config = {"platform": platform}
+            direct, rucat = run_pair(workdir, config, master, args.runs)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -175,38 +129,20 @@ def main() -> None:
 
 
 def run_pair(
-    workdir: Path, up_argv: list[str], master: str, runs: int
+    workdir: Path, config: dict[str, Any] | None, master: str, runs: int
 ) -> tuple[list[float], list[float]]:
     """Alternate direct and Rucat starts against one `rucat up`; their durations."""
-    port = free_port()
-    up = subprocess.Popen(
-        [*up_argv, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "up.log").open("wb"),
-        env={**os.environ, "RUCAT_CONNECT_PORT": str(free_port())},
-        start_new_session=True,
-    )
     direct: list[float] = []
     rucat: list[float] = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(300):
-                try:
-                    client.get("/health")
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            # Both sides look every `poll` seconds: a standalone start takes a minute or
-            # more here, and polling at 20 Hz would take CPU from the JVMs it waits for.
-            poll = 0.05 if master == "local[*]" else 0.25
-            time_direct(workdir, master, poll)  # warm the page cache for both sides
-            for i in range(runs):
-                direct.append(time_direct(workdir, master, poll))
-                rucat.append(time_rucat(client, poll))
-                print(f"run {i + 1}: direct {direct[-1]:.2f} s, rucat {rucat[-1]:.2f} s")
-    finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(timeout=60)
+    with rucat_up(workdir, config=config) as client:
+        # Both sides look every `poll` seconds: a standalone start takes a minute or
+        # more here, and polling at 20 Hz would take CPU from the JVMs it waits for.
+        poll = 0.05 if master == "local[*]" else 0.25
+        time_direct(workdir, master, poll)  # warm the page cache for both sides
+        for i in range(runs):
+            direct.append(time_direct(workdir, master, poll))
+            rucat.append(time_rucat(client, poll))
+            print(f"run {i + 1}: direct {direct[-1]:.2f} s, rucat {rucat[-1]:.2f} s")
     return direct, rucat
 
 
