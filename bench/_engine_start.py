@@ -25,13 +25,9 @@ from typing import Any
 
 import httpx
 
-from rucat.engines.spark import (
-    bundled_spark_home,
-    bundled_spark_version,
-    connect_properties,
-    connect_server_argv,
-    properties_text,
-)
+from rucat.engines.spark_confs import connect_properties, properties_text
+from rucat.engines.spark_launch import connect_server_argv
+from rucat.engines.spark_versions import bundled_spark_home, bundled_spark_version
 
 RUCAT = str(Path(sys.executable).parent / "rucat")
 #: Seconds a start or a stop may take on a loaded machine.

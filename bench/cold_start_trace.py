@@ -43,7 +43,8 @@ from _engine_start import create_engine, direct_argv, spawn_direct, wait_state
 
 from rucat.config import RucatConfig
 from rucat.domain.errors import EngineUnreachable
-from rucat.engines.spark import bound_connect_port, connect_version
+from rucat.engines.spark_launch import bound_connect_port
+from rucat.engines.spark_probe import connect_version
 
 #: How often the observer reads new bytes of an engine's log (seconds).
 OBSERVE_SECS = 0.01

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 from _engine_start import create_engine, free_port, rucat_up, stop_engine, wait_state
 
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 
 TARGET_HIT_SECS = 0.5
 POOL_CONFIGS = {"spark.sql.shuffle.partitions": "4"}

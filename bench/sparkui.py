@@ -29,7 +29,7 @@ import httpx
 from rucat.config import DatabaseConfig, LocalPlatformConfig, RucatConfig, SqliteConfig
 from rucat.domain.engine import CreateEngineRequest, EngineType, new_engine
 from rucat.domain.state import EngineState
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 from rucat.platforms.local.platform import LocalPlatform
 from rucat.server.app import create_app
 from rucat.store import open_store

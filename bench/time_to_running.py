@@ -46,7 +46,8 @@ from _engine_start import (
 )
 
 from rucat.domain.errors import EngineUnreachable
-from rucat.engines.spark import bound_connect_port, connect_version
+from rucat.engines.spark_launch import bound_connect_port
+from rucat.engines.spark_probe import connect_version
 
 #: The repository, for tests.support (the standalone cluster).
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.errors import PlatformRejected, RucatError
-from rucat.engines import spark
+from rucat.engines import spark_launch, spark_versions
 from rucat.platforms import Absent, Failed, Observation, Pending, Platform, Ready
 from tests.support import eventually
 from tests.support.platforms import PLATFORMS, PlatformUnderTest
@@ -40,7 +40,7 @@ def spark_engine(name: str, **configs: str) -> Engine:
     request = CreateEngineRequest(
         name=name,
         engine_type=EngineType.Spark,
-        version=spark.bundled_spark_version(),
+        version=spark_versions.bundled_spark_version(),
         configs={"spark.executor.memory": "512m", **configs},
     )
     return new_engine(request, platform="Local", now=datetime.now(UTC))
@@ -170,8 +170,8 @@ async def test_a_ready_engines_spark_ui_answers_on_its_endpoints_host_under_ruca
     async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as ui:
         apps = (await ui.get("/api/v1/applications")).json()
         jobs = await ui.get("/jobs/")
-    assert [app["name"] for app in apps] == [spark.app_name(engine.id)]
-    assert f'href="{spark.ui_proxy_base(engine.id)}/static/' in jobs.text
+    assert [app["name"] for app in apps] == [spark_launch.app_name(engine.id)]
+    assert f'href="{spark_launch.ui_proxy_base(engine.id)}/static/' in jobs.text
 
 
 async def test_start_of_a_running_engine_starts_nothing(fleet: Fleet) -> None:

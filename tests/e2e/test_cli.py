@@ -33,7 +33,7 @@ from rucat.cli import app
 from rucat.client import RucatClient, RucatClientError
 from rucat.config import DatabaseConfig, SqliteConfig
 from rucat.domain.state import EngineState
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 from rucat.store import open_store
 from tests.support import free_port, require_java
 from tests.support.processes import RUCAT, engine_jvms, rucat, rucat_up, write_config

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from rucat.cli import app
 from rucat.client import RucatClient, RucatClientError
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 from tests.support import require_java
 from tests.support.processes import RucatProcess, engine_jvms, rucat_up
 

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rucat.engines.spark import app_name, bundled_spark_home, bundled_spark_version
+from rucat.engines.spark_launch import app_name
+from rucat.engines.spark_versions import bundled_spark_home, bundled_spark_version
 from tests.support.processes import engine_jvms, rucat_up, wait_state
 from tests.support.standalone import StandaloneCluster, start_cluster
 

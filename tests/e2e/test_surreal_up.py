@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 from tests.support import require_java
 from tests.support.processes import engine_jvms, rucat_up, wait_state
 

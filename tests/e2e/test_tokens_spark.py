@@ -21,7 +21,7 @@ from rucat.client import RucatClient, RucatClientError
 from rucat.config import DatabaseConfig, SqliteConfig
 from rucat.domain.principal import Principal
 from rucat.domain.token import new_token
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 from rucat.store import open_store
 from tests.support import require_java
 from tests.support.processes import RUCAT, kill_engines_under, rucat_up

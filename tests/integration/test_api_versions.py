@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from rucat.cli import app as cli_app
 from rucat.client import AsyncRucatClient
 from rucat.config import RucatConfig
-from rucat.engines.spark import bundled_spark_version
+from rucat.engines.spark_versions import bundled_spark_version
 from tests.integration.conftest import Api, StartApi
 
 

@@ -26,7 +26,7 @@ import pytest
 from rucat.config import LocalPlatformConfig
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.errors import ConfigError, EngineRefused, EngineUnreachable
-from rucat.engines import spark
+from rucat.engines import spark_launch, spark_probe, spark_versions
 from rucat.platforms import Absent, Failed, Pending, Ready, files
 from rucat.platforms.local import platform as local_platform
 from rucat.platforms.local import process as proc
@@ -67,7 +67,7 @@ def group_of(data_dir: Path, e: Engine) -> list[proc.ProcStat]:
 def processes_naming(e: Engine, *, supervisors: bool = False) -> list[int]:
     """Live engine processes (or their supervisors) whose command line carries the
     engine's app name."""
-    marker = f"spark.app.name={spark.app_name(e.id)}".encode()
+    marker = f"spark.app.name={spark_launch.app_name(e.id)}".encode()
     return pids_where(
         lambda args: (
             marker in args and any(a.endswith(b"_supervise.py") for a in args) == supervisors
@@ -161,11 +161,11 @@ async def test_an_engine_is_ready_once_its_connect_server_answers_with_the_engin
         assert isinstance(ready, Ready)
         target = ready.endpoint.removeprefix("sc://")
         assert e.connect_token is not None
-        version = await spark.connect_version(target, token=e.connect_token, timeout=10)
+        version = await spark_probe.connect_version(target, token=e.connect_token, timeout=10)
         assert version == "9.9.9"
         for wrong in ("not-the-token", None):  # as Spark's server: refused, not unavailable
             with pytest.raises(EngineRefused, match="Invalid authentication token"):
-                await spark.connect_version(target, token=wrong, timeout=10)
+                await spark_probe.connect_version(target, token=wrong, timeout=10)
     finally:
         await platform.forget(engine=e)
     assert processes_naming(e) == []
@@ -370,7 +370,7 @@ async def test_an_engine_that_answers_is_reported_while_another_ones_probe_hangs
             if port is None:
                 return False
             try:
-                await spark.connect_version(
+                await spark_probe.connect_version(
                     f"127.0.0.1:{port}", token=ready.connect_token, timeout=5
                 )
             except EngineUnreachable:
@@ -434,7 +434,7 @@ async def test_a_conf_dir_without_log4j2_config_gets_rucats_beside_its_own_files
         await eventually(conf_dir_logged, timeout=30, what="the fake's SPARK_CONF_DIR")
         assert (ours / "hive-site.xml").resolve() == fake_home / "conf" / "hive-site.xml"
         log4j2 = (ours / "log4j2.properties").read_text()
-        assert f"logger.rucat_connect.name = {spark.CONNECT_SERVER_LOGGER}" in log4j2
+        assert f"logger.rucat_connect.name = {spark_launch.CONNECT_SERVER_LOGGER}" in log4j2
     finally:
         await platform.forget(engine=e)
 
@@ -516,7 +516,7 @@ async def test_a_quiet_real_engine_runs_udfs_hides_its_token_and_reports_kill_9(
     platform = LocalPlatform(LocalPlatformConfig(), data_dir=tmp_path)
     # A quiet root log level must not hide the line that names the Connect port.
     e = engine(
-        spark.bundled_spark_version(),
+        spark_versions.bundled_spark_version(),
         **{"spark.executor.memory": "512m", "spark.log.level": "WARN"},
     )
     token = e.connect_token

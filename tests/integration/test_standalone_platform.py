@@ -16,7 +16,7 @@ import pytest
 from rucat.config import PlatformConfig, StandalonePlatformConfig, load_config
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.errors import ConfigError, PlatformRejected
-from rucat.engines import spark
+from rucat.engines import spark_versions
 from rucat.platforms import Absent, open_platform
 from rucat.platforms.offer import platform_offer
 from rucat.platforms.standalone import StandalonePlatform
@@ -26,7 +26,7 @@ from tests.support import free_port
 
 def engine() -> Engine:
     request = CreateEngineRequest(
-        name="e", engine_type=EngineType.Spark, version=spark.bundled_spark_version()
+        name="e", engine_type=EngineType.Spark, version=spark_versions.bundled_spark_version()
     )
     return new_engine(request, platform="Standalone", now=datetime.now(UTC))
 

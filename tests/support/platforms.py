@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from rucat.config import LocalPlatformConfig, StandalonePlatformConfig
 from rucat.domain.engine import Engine
-from rucat.engines.spark import app_name
+from rucat.engines.spark_launch import app_name
 from rucat.platforms import Platform
 from rucat.platforms.local.platform import LocalPlatform
 from rucat.platforms.standalone import StandalonePlatform

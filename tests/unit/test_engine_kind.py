@@ -21,7 +21,8 @@ from rucat.config import (
 from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_engine
 from rucat.domain.errors import PlatformRejected
 from rucat.engines.kind import CONNECT, UI, Launch
-from rucat.engines.spark import SPARK, bundled_spark_home, bundled_spark_version
+from rucat.engines.spark import SPARK
+from rucat.engines.spark_versions import bundled_spark_home, bundled_spark_version
 from rucat.platforms.kubernetes import manifests
 from rucat.platforms.local.platform import site as local_site
 from rucat.platforms.offer import platform_offer

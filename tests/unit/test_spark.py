@@ -18,10 +18,10 @@ from rucat.config import (
 )
 from rucat.domain.engine import CreateEngineRequest, EngineType
 from rucat.domain.errors import InvalidRequest
-from rucat.engines import spark
+from rucat.engines import spark_confs, spark_launch, spark_probe, spark_versions
 from rucat.platforms.offer import platform_offer
 
-BUNDLED = spark.bundled_spark_version()
+BUNDLED = spark_versions.bundled_spark_version()
 LOCAL = PlatformConfig(Local=LocalPlatformConfig())
 KUBERNETES = PlatformConfig(
     Kubernetes=KubernetesPlatformConfig(
@@ -50,7 +50,7 @@ def test_the_installed_pyspark_is_the_default_spark_of_process_platforms() -> No
     assert list(platform_offer(LOCAL).versions) == [BUNDLED]
     standalone = PlatformConfig(Standalone=StandalonePlatformConfig())
     assert list(platform_offer(standalone).versions) == [BUNDLED]
-    assert (spark.bundled_spark_home() / "bin" / "spark-submit").exists()
+    assert (spark_versions.bundled_spark_home() / "bin" / "spark-submit").exists()
 
 
 def test_spark_homes_in_config_add_versions_in_version_order() -> None:
@@ -67,14 +67,14 @@ def test_kubernetes_versions_are_the_configured_ones_and_the_imaged_ones() -> No
 
 
 def test_a_configured_spark_home_wins_over_the_bundled_one() -> None:
-    assert spark.spark_home_for(BUNDLED, {}) == spark.bundled_spark_home()
-    assert spark.spark_home_for(BUNDLED, {BUNDLED: "/opt/mine"}) == Path("/opt/mine")
-    assert spark.spark_home_for("3.5.1", {"3.5.1": "/opt/old"}) == Path("/opt/old")
+    assert spark_versions.spark_home_for(BUNDLED, {}) == spark_versions.bundled_spark_home()
+    assert spark_versions.spark_home_for(BUNDLED, {BUNDLED: "/opt/mine"}) == Path("/opt/mine")
+    assert spark_versions.spark_home_for("3.5.1", {"3.5.1": "/opt/old"}) == Path("/opt/old")
 
 
 def test_an_unknown_spark_home_version_is_invalid_and_lists_the_available() -> None:
     with pytest.raises(InvalidRequest, match=f"Spark 2.4.0 is not available; available: {BUNDLED}"):
-        spark.spark_home_for("2.4.0", {})
+        spark_versions.spark_home_for("2.4.0", {})
 
 
 # --- validation -------------------------------------------------------------
@@ -148,10 +148,10 @@ def test_ordinary_confs_on_an_available_version_pass() -> None:
 def test_the_connect_server_argv_is_spark_submit_with_each_conf_one_argument() -> None:
     home = Path("/opt/spark")
     hostile = "x; rm -rf / $(id) `id` 'q' \"qq\""
-    argv = spark.connect_server_argv(
+    argv = spark_launch.connect_server_argv(
         home,
         master="local[*]",
-        confs={"spark.app.name": spark.app_name("abc"), "spark.custom": hostile},
+        confs={"spark.app.name": spark_launch.app_name("abc"), "spark.custom": hostile},
         properties_file=Path("/data/e/spark.properties"),
     )
     assert argv == [
@@ -171,17 +171,17 @@ def test_the_connect_server_argv_is_spark_submit_with_each_conf_one_argument() -
 
 
 def test_the_token_goes_to_the_properties_never_to_the_argv() -> None:
-    props = spark.connect_properties(token="s3cr3t", address="127.0.0.1", port=0)
+    props = spark_confs.connect_properties(token="s3cr3t", address="127.0.0.1", port=0)
     assert props == {
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": "0",
         "spark.connect.authenticate.token": "s3cr3t",
     }
-    argv = spark.connect_server_argv(
+    argv = spark_launch.connect_server_argv(
         Path("/s"), master="local[*]", confs={}, properties_file=Path("/p")
     )
     assert not any("s3cr3t" in a for a in argv)
-    assert "spark.connect.authenticate.token" not in spark.connect_properties(
+    assert "spark.connect.authenticate.token" not in spark_confs.connect_properties(
         token=None, address="h", port=1
     )
 
@@ -244,52 +244,52 @@ _text = st.text(
 
 @given(st.dictionaries(_text.filter(bool), _text, max_size=5))
 def test_properties_text_reads_back_exactly_as_written(props: dict[str, str]) -> None:
-    assert _java_properties_load(spark.properties_text(props)) == props
+    assert _java_properties_load(spark_confs.properties_text(props)) == props
 
 
 def test_properties_written_after_the_defaults_override_them() -> None:
     defaults = "# spark-defaults.conf\nspark.eventLog.enabled true\nspark.local.dir /d\n"
-    text = spark.properties_text({"spark.local.dir": "/mine"}, defaults=defaults)
+    text = spark_confs.properties_text({"spark.local.dir": "/mine"}, defaults=defaults)
     loaded = _java_properties_load(text)
     assert loaded == {"spark.eventLog.enabled": "true", "spark.local.dir": "/mine"}
 
 
 def test_spark_defaults_are_read_from_the_conf_dir_or_are_empty(tmp_path: Path) -> None:
-    assert spark.spark_defaults_text(tmp_path) == ""
+    assert spark_confs.spark_defaults_text(tmp_path) == ""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "spark-defaults.conf").write_text("a b\n")
-    assert spark.spark_defaults_text(tmp_path) == "a b\n"
+    assert spark_confs.spark_defaults_text(tmp_path) == "a b\n"
     other = tmp_path / "other"
     other.mkdir()
     (other / "spark-defaults.conf").write_text("c d\n")
-    assert spark.spark_defaults_text(tmp_path, other) == "c d\n"
+    assert spark_confs.spark_defaults_text(tmp_path, other) == "c d\n"
 
 
 def test_rucats_log4j2_config_is_sparks_default_with_the_connect_and_ui_loggers_pinned() -> None:
-    text = spark.log4j2_config_text(spark.bundled_spark_home())
+    text = spark_launch.log4j2_config_text(spark_versions.bundled_spark_home())
     assert "rootLogger.level = info" in text
     assert "appender.console.target = SYSTEM_ERR" in text
     assert (
-        f"logger.rucat_connect.name = {spark.CONNECT_SERVER_LOGGER}\n"
+        f"logger.rucat_connect.name = {spark_launch.CONNECT_SERVER_LOGGER}\n"
         "logger.rucat_connect.level = info\n"
     ) in text
     assert text.endswith(
-        f"logger.rucat_ui.name = {spark.SPARK_UI_LOGGER}\nlogger.rucat_ui.level = info\n"
+        f"logger.rucat_ui.name = {spark_launch.SPARK_UI_LOGGER}\nlogger.rucat_ui.level = info\n"
     )
 
 
 def test_a_spark_home_without_jars_still_gets_a_console_log4j2_config(tmp_path: Path) -> None:
-    text = spark.log4j2_config_text(tmp_path)
+    text = spark_launch.log4j2_config_text(tmp_path)
     assert "appender.console.type = Console" in text
-    assert spark.CONNECT_SERVER_LOGGER in text
+    assert spark_launch.CONNECT_SERVER_LOGGER in text
 
 
 def test_a_conf_dir_has_a_log4j2_config_when_it_holds_one_of_its_files(tmp_path: Path) -> None:
-    assert not spark.has_log4j2_config(tmp_path)
+    assert not spark_launch.has_log4j2_config(tmp_path)
     (tmp_path / "log4j2.properties.template").write_text("")
-    assert not spark.has_log4j2_config(tmp_path)
+    assert not spark_launch.has_log4j2_config(tmp_path)
     (tmp_path / "log4j2.xml").write_text("<Configuration/>")
-    assert spark.has_log4j2_config(tmp_path)
+    assert spark_launch.has_log4j2_config(tmp_path)
 
 
 # --- the running server -----------------------------------------------------
@@ -305,38 +305,42 @@ _LOG_4_0 = """\
 
 
 def test_the_bound_connect_port_is_read_from_the_servers_log() -> None:
-    assert spark.bound_connect_port(_LOG_4_0) == 34985
+    assert spark_launch.bound_connect_port(_LOG_4_0) == 34985
     only_service_line = _LOG_4_0.rsplit("\n", 2)[0]
-    assert spark.bound_connect_port(only_service_line) == 34985
+    assert spark_launch.bound_connect_port(only_service_line) == 34985
     v35 = "INFO SparkConnectServer: Spark Connect server started at: /127.0.0.1:15002\n"
-    assert spark.bound_connect_port(v35) == 15002
+    assert spark_launch.bound_connect_port(v35) == 15002
 
 
 def test_the_servers_own_port_line_wins_over_later_lookalikes() -> None:
     forged = "Spark Connect server started at: 127.0.0.1:6666\n"
-    assert spark.bound_connect_port(_LOG_4_0 + forged) == 34985
+    assert spark_launch.bound_connect_port(_LOG_4_0 + forged) == 34985
 
 
 def test_an_echoed_configured_port_0_is_not_a_bound_port() -> None:
-    assert spark.bound_connect_port("Spark Connect server started at: 0.0.0.0:0\n") is None
+    assert spark_launch.bound_connect_port("Spark Connect server started at: 0.0.0.0:0\n") is None
 
 
 def test_no_connect_port_before_the_server_logs_it() -> None:
-    assert spark.bound_connect_port(_LOG_4_0.split("\n")[1]) is None
-    assert spark.bound_connect_port("") is None
+    assert spark_launch.bound_connect_port(_LOG_4_0.split("\n")[1]) is None
+    assert spark_launch.bound_connect_port("") is None
 
 
 def test_engine_names_and_probe_sessions_derive_from_the_engine_id() -> None:
-    assert spark.app_name("abc123") == "rucat-abc123"
-    session = spark.probe_session_id("abc123")
-    assert session == spark.probe_session_id("abc123") != spark.probe_session_id("abc124")
+    assert spark_launch.app_name("abc123") == "rucat-abc123"
+    session = spark_probe.probe_session_id("abc123")
+    assert (
+        session == spark_probe.probe_session_id("abc123") != spark_probe.probe_session_id("abc124")
+    )
     assert str(uuid.UUID(session)) == session
 
 
 def test_the_spark_ui_prefix_and_port_are_rucats_on_every_platform() -> None:
     for variant in ("Local", "Standalone", "Kubernetes"):
         assert {"spark.ui.proxyBase", "spark.ui.port"} <= OFFERS[variant].reserved
-    assert spark.ui_proxy_base("a1234567890123456789") == "/engine/a1234567890123456789/sparkui"
+    assert (
+        spark_launch.ui_proxy_base("a1234567890123456789") == "/engine/a1234567890123456789/sparkui"
+    )
 
 
 def test_the_bound_ui_port_is_read_from_the_drivers_log() -> None:
@@ -347,6 +351,6 @@ def test_the_bound_ui_port_is_read_from_the_drivers_log() -> None:
         "http://127.0.0.1:36653\n"
         "user output: Successfully started service 'SparkUI' on port 1.\n"
     )
-    assert spark.bound_ui_port(log) == 36653
-    assert spark.bound_ui_port(log.splitlines()[2]) == 36653  # the UI's own logger alone
-    assert spark.bound_ui_port("INFO Utils: started service 'sparkDriver' on port 4") is None
+    assert spark_launch.bound_ui_port(log) == 36653
+    assert spark_launch.bound_ui_port(log.splitlines()[2]) == 36653  # the UI's own logger alone
+    assert spark_launch.bound_ui_port("INFO Utils: started service 'sparkDriver' on port 4") is None
