@@ -8,15 +8,29 @@ that never probes never pays for them.
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from rucat.domain.engine import EngineId
-from rucat.domain.errors import EngineRefused, EngineUnreachable
+from rucat.domain.errors import EngineRefused, EngineUnreachable, RucatError
+
+if TYPE_CHECKING:
+    import grpc
 
 
 def probe_session_id(engine_id: EngineId) -> str:
     """A fixed session id for Rucat's probes of one engine: the server keeps one
     session for them instead of a new one per probe."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rucat:probe:{engine_id}"))
+
+
+def _failure(error: grpc.aio.AioRpcError, target: str, did: str) -> RucatError:
+    """What a failed Spark Connect call means: EngineRefused when the server refused
+    the token, else EngineUnreachable ("... at `target` `did`: CODE")."""
+    import grpc
+
+    if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return EngineRefused(f"Spark Connect at {target} refused: {error.details()}")
+    return EngineUnreachable(f"Spark Connect at {target} {did}: {error.code().name}")
 
 
 async def connect_version(
@@ -41,11 +55,7 @@ async def connect_version(
         try:
             response = await stub.AnalyzePlan(request, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                raise EngineRefused(f"Spark Connect at {target} refused: {e.details()}") from e
-            raise EngineUnreachable(
-                f"Spark Connect at {target} did not answer: {e.code().name}"
-            ) from e
+            raise _failure(e, target, "did not answer") from e
     return str(response.spark_version.version)
 
 
@@ -73,8 +83,4 @@ async def connect_query(
             async for _ in stub.ExecutePlan(request, metadata=metadata, timeout=timeout):
                 pass
         except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                raise EngineRefused(f"Spark Connect at {target} refused: {e.details()}") from e
-            raise EngineUnreachable(
-                f"Spark Connect at {target} did not run {query!r}: {e.code().name}"
-            ) from e
+            raise _failure(e, target, f"did not run {query!r}") from e
