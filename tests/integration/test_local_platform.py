@@ -28,8 +28,8 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError, EngineRefused, EngineUnreachable
 from rucat.engines import spark_launch, spark_probe, spark_versions
 from rucat.platforms import Absent, Failed, Pending, Ready, files
-from rucat.platforms.local import platform as local_platform
 from rucat.platforms.local import process as proc
+from rucat.platforms.local import watcher as local_watcher
 from rucat.platforms.local.platform import LocalPlatform
 from tests.support import eventually, require_java
 from tests.support.fake_spark import FAKE_VERSION, make_fake_spark_home
@@ -351,7 +351,7 @@ async def test_an_engine_that_answers_is_reported_while_another_ones_probe_hangs
 ) -> None:
     # A silent port holds a gRPC probe about 20 s (gRPC gives up on the handshake
     # then; the deadline is longer): the ready engine is not kept waiting.
-    monkeypatch.setattr(local_platform, "WATCH_PROBE_TIMEOUT", 60.0)
+    monkeypatch.setattr(local_watcher, "WATCH_PROBE_TIMEOUT", 60.0)
     platform = make_platform(tmp_path, fake_home)
     silent, ready = engine(**{"rucat.test.mode": "tcp"}), engine()
     changes = platform.changes()
