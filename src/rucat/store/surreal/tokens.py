@@ -16,6 +16,7 @@ from surrealdb import RecordID
 from rucat.domain.errors import StoreConflict, StoreUnavailable, TokenNotFound
 from rucat.domain.token import AccessToken
 from rucat.store.surreal.connection import QueryFailed, SurrealConnection
+from rucat.store.surreal.records import as_rows, stored_time
 
 TABLES_OF_TOKENS = """
 DEFINE TABLE IF NOT EXISTS rucat_token SCHEMAFULL;
@@ -37,12 +38,6 @@ _LIST_OWNED = "SELECT * FROM rucat_token WHERE owner = $owner ORDER BY create_ti
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
-
-
-def _time(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        raise StoreUnavailable(f"SurrealDB returned {value!r} where a datetime was stored")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _doc(token: AccessToken) -> dict[str, Any]:
@@ -67,17 +62,11 @@ def _token(doc: Any) -> AccessToken:
             groups=frozenset(str(g) for g in doc.get("groups") or ()),
             admin=bool(doc["admin"]),
             secret_hash=str(doc["secret_hash"]),
-            create_time=_time(doc["create_time"]),
-            expire_time=_time(doc["expire_time"]),
+            create_time=stored_time(doc["create_time"]),
+            expire_time=stored_time(doc["expire_time"]),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise StoreUnavailable(f"SurrealDB holds a malformed token record: {e!r}") from e
-
-
-def _rows(value: Any) -> builtins.list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 class SurrealTokens:
@@ -101,7 +90,7 @@ class SurrealTokens:
     async def get_token(self, *, token_id: str) -> AccessToken:
         rid = RecordID("rucat_token", token_id)
         (rows,) = await self._db.run("SELECT * FROM $rid;", {"rid": rid})
-        found = _rows(rows)
+        found = as_rows(rows)
         if not found:
             raise TokenNotFound(token_id)
         return _token(found[0])
@@ -110,7 +99,7 @@ class SurrealTokens:
         (rows,) = await self._db.run(
             "SELECT * FROM rucat_token WHERE secret_hash = $hash LIMIT 1;", {"hash": secret_hash}
         )
-        found = _rows(rows)
+        found = as_rows(rows)
         return _token(found[0]) if found else None
 
     async def list_tokens(self, *, owner: str | None = None) -> builtins.list[AccessToken]:
@@ -118,11 +107,11 @@ class SurrealTokens:
             (rows,) = await self._db.run(_LIST_ALL)
         else:
             (rows,) = await self._db.run(_LIST_OWNED, {"owner": owner})
-        return [_token(row) for row in _rows(rows)]
+        return [_token(row) for row in as_rows(rows)]
 
     async def remove_token(self, *, token_id: str) -> None:
         (gone,) = await self._db.run(
             "DELETE $rid RETURN BEFORE;", {"rid": RecordID("rucat_token", token_id)}, write=True
         )
-        if not _rows(gone):
+        if not as_rows(gone):
             raise TokenNotFound(token_id)
