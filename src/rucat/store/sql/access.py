@@ -1,4 +1,4 @@
-"""Owners, grants and quotas in the SQL store: the query pieces `rucat.store.sql.store` uses.
+"""Owners, grants and quotas in the SQL store: the query pieces its operations use.
 
 Grants are rows of `rucat_engine_grants`, read for a whole page of engines in
 one query. Visibility is a WHERE clause, so paging stays exact. A quota is

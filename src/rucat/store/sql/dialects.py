@@ -29,7 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, QueuePool, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Engine,
+    QueuePool,
+    String,
+    column,
+    create_engine,
+    event,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -39,6 +51,7 @@ from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.errors import ConfigError, StoreUnavailable
 from rucat.store.changes import ListenConnector
 from rucat.store.sql.hot import PostgresHotPath
+from rucat.store.sql.schema import SCHEMA_REVISION, VERSION_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +154,22 @@ def _sqlite_on_begin(conn: Connection) -> None:
     # instead of upgrading a read lock later, which SQLite would refuse at once.
     write = conn.get_execution_options().get(_WRITE_OPTION, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def schema_is_current(conn: Connection) -> bool:
+    """Whether the database is already at `SCHEMA_REVISION` (then Alembic is not needed)."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return False
+    versions = conn.scalars(select(column("version_num", String)).select_from(table(VERSION_TABLE)))
+    return list(versions) == [SCHEMA_REVISION]
+
+
+def migrate(conn: Connection) -> None:
+    """Inside a write transaction: upgrade the schema to Alembic's head."""
+    if conn.dialect.name == "postgresql":
+        # Two processes opening one fresh database migrate it once.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    upgrade_to_head(conn)
 
 
 def upgrade_to_head(connection: Connection) -> None:

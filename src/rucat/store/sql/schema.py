@@ -35,7 +35,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import TypeDecorator
 
 from rucat.domain.access import GRANTABLE, Grant, GranteeKind
-from rucat.domain.engine import Engine, EngineType
+from rucat.domain.engine import Engine, EngineEvent, EngineType
 from rucat.domain.errors import InvalidRequest
 from rucat.domain.state import EngineState
 
@@ -268,4 +268,16 @@ def engine_from_row(row: RowMapping | Mapping[str, Any], grants: Sequence[Grant]
             None if row["auto_stop_minutes"] is None else float(row["auto_stop_minutes"])
         ),
         pool=row["pool"],
+    )
+
+
+def event_from_row(row: RowMapping | Mapping[str, Any]) -> EngineEvent:
+    """The EngineEvent a row of `engine_events` holds."""
+    return EngineEvent(
+        engine_id=row["engine_id"],
+        time=row["time"],
+        from_state=None if row["from_state"] is None else EngineState(row["from_state"]),
+        to_state=EngineState(row["to_state"]),
+        message=row["message"],
+        actor=row["actor"],
     )

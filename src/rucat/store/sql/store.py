@@ -3,9 +3,11 @@
 SQLAlchemy 2 Core. Each operation is one synchronous function over a
 Connection, run without blocking the event loop: on SQLite in a worker
 thread (pysqlite), on PostgreSQL through asyncpg. How each database is
-connected lives in `dialects`, the tables in `schema`, wake-ups in
-`rucat.store.changes`; the schema is created and upgraded by Alembic at open
-(`migrations/`).
+connected (and migrated) lives in `dialects`, the tables and row mapping in
+`schema`, the write transactions of engine rows in `writes`, owners, grants
+and quotas in `access`, error conversion in `errors`, tokens in `tokens`,
+wake-ups in `rucat.store.changes`; the schema is created and upgraded by
+Alembic at open (`migrations/`).
 
 Invariants:
 
@@ -36,69 +38,48 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    String,
-    and_,
-    case,
-    column,
-    delete,
-    func,
-    insert,
-    inspect,
-    literal,
-    or_,
-    select,
-    table,
-    text,
-    update,
-)
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, text
 
 from rucat.config import PostgresConfig, SqliteConfig
 from rucat.domain.access import VisibleTo
 from rucat.domain.engine import Engine, EngineEvent, EngineId
-from rucat.domain.errors import (
-    ConfigError,
-    EngineNotFound,
-    InvalidRequest,
-    RucatError,
-    StoreConflict,
-    StoreUnavailable,
-)
+from rucat.domain.errors import ConfigError, EngineNotFound, InvalidRequest, StoreConflict
 from rucat.domain.quota import becomes_active, counts_anew
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
-from rucat.store.changes import CHANNEL, ChangeFeed
-from rucat.store.sql.access import check_quota, visible, with_grants
+from rucat.store.changes import ChangeFeed
+from rucat.store.sql.access import visible, with_grants
 from rucat.store.sql.dialects import (
-    MIGRATION_LOCK_KEY,
     SqlDatabase,
+    migrate,
     postgres_engine,
+    schema_is_current,
     sqlite_engine,
-    upgrade_to_head,
 )
+from rucat.store.sql.errors import converted_errors
 from rucat.store.sql.schema import (
     SCHEMA_REVISION,
-    VERSION_TABLE,
-    UtcDateTime,
     engine_events,
     engine_from_row,
-    engine_grants,
     engine_to_row,
     engines,
-    grant_rows,
+    event_from_row,
     utc,
 )
 from rucat.store.sql.statements import engine_by_id
 from rucat.store.sql.tokens import SqlTokens
+from rucat.store.sql.writes import (
+    delete_engine,
+    insert_engine,
+    move_activity,
+    update_engine,
+    update_values,
+)
 
 __all__ = ["SqlEngineStore"]
 
@@ -109,23 +90,6 @@ T = TypeVar("T")
 #: States in which an engine waits for a monitor to claim it: writes into them
 #: are announced on `changes()`.
 _WAITING_STATES: frozenset[EngineState] = frozenset(LEASE_FALLBACK.values())
-
-#: Errors that mean "the database failed", as opposed to a bug in Rucat.
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError,
-    sqlite3.Error,
-    OSError,
-    TimeoutError,
-)
-#: Errors that mean "the values cannot be stored" (a bad request, not an outage).
-_DATA_ERRORS: tuple[type[BaseException], ...] = (DataError,)
-try:  # asyncpg's own errors, raised where SQLAlchemy does not wrap them (and on the hot path)
-    import asyncpg
-
-    _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError)
-    _DATA_ERRORS += (asyncpg.DataError,)
-except ImportError:  # pragma: no cover - asyncpg is a dependency
-    pass
 
 
 class SqlEngineStore(SqlTokens):
@@ -164,7 +128,7 @@ class SqlEngineStore(SqlTokens):
 
     async def _open(self) -> None:
         try:
-            if not await self._read("connect", _schema_is_current):
+            if not await self._read("connect", schema_is_current):
                 await self._migrate()
             if self._hot is not None:
                 with self._errors("connect"):
@@ -176,14 +140,6 @@ class SqlEngineStore(SqlTokens):
 
     async def _migrate(self) -> None:
         from alembic.util import CommandError
-
-        def migrate(conn: Connection) -> None:
-            if conn.dialect.name == "postgresql":
-                # Two processes opening one fresh database migrate it once.
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
-            upgrade_to_head(conn)
 
         try:
             await self._write("migrate the schema", migrate)
@@ -202,25 +158,9 @@ class SqlEngineStore(SqlTokens):
 
     # --- running operations ---------------------------------------------
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
         """Turn driver failures into StoreUnavailable/StoreConflict; pass RucatErrors."""
-        try:
-            yield
-        except RucatError:
-            raise
-        except IntegrityError as e:
-            if _is_unique_violation(e):
-                # Two writers inserted one id at once; the other one won.
-                raise StoreConflict(
-                    f"{self.description}: cannot {doing}: conflicting write ({_reason(e)})",
-                    current=None,
-                ) from e
-            raise InvalidRequest(f"{self.description}: cannot {doing}: {_reason(e)}") from e
-        except _DATA_ERRORS as e:
-            raise InvalidRequest(f"{self.description}: cannot {doing}: {_reason(e)}") from e
-        except _DRIVER_ERRORS as e:
-            raise StoreUnavailable(f"{self.description}: cannot {doing}: {_reason(e)}") from e
+        return converted_errors(self.description, doing)
 
     async def _read(self, doing: str, fn: Callable[[Connection], T]) -> T:
         with self._errors(doing):
@@ -233,14 +173,6 @@ class SqlEngineStore(SqlTokens):
                 return await self._runner.run(fn, write=True)
             async with self._write_lock:
                 return await self._runner.run(fn, write=True)
-
-    def _announce(self, conn: Connection, engine_id: EngineId) -> None:
-        """Inside a write transaction: NOTIFY (sent by PostgreSQL at commit)."""
-        if self._notify_in_database:
-            conn.execute(
-                text("SELECT pg_notify(:channel, :engine_id)"),
-                {"channel": CHANNEL, "engine_id": engine_id},
-            )
 
     def _announced(self, engine_id: EngineId) -> None:
         """After a commit: tell this process's subscribers (those NOTIFY does not reach)."""
@@ -258,25 +190,14 @@ class SqlEngineStore(SqlTokens):
         )
 
         def add(conn: Connection) -> None:
-            if quota_checked and engine.owner is not None and active_limit is not None:
-                check_quota(conn, engine.owner, active_limit)
-            existing = engine_by_id(conn, engine.id)
-            if existing is not None:
-                raise StoreConflict(f"engine {engine.id} already exists", current=existing)
-            conn.execute(insert(engines).values(**row))
-            if engine.grants:
-                conn.execute(insert(engine_grants), grant_rows(engine.id, engine.grants))
-            conn.execute(
-                insert(engine_events).values(
-                    engine_id=engine.id,
-                    time=row["create_time"],
-                    from_state=None,
-                    to_state=engine.state.value,
-                    message=row["message"],
-                    actor=actor,
-                )
+            insert_engine(
+                conn,
+                engine,
+                row,
+                actor=actor,
+                active_limit=active_limit if quota_checked else None,
+                notify=self._notify_in_database,
             )
-            self._announce(conn, engine.id)
 
         if self._hot is not None and not quota_checked and not engine.grants:
             # One statement, one round trip; a quota or grants need the transaction.
@@ -365,25 +286,8 @@ class SqlEngineStore(SqlTokens):
         """CAS write of `new`; last_activity_time keeps the later of row's and new's."""
         if new.id != current.id:
             raise InvalidRequest(f"cannot turn engine {current.id} into engine {new.id}")
-        row = engine_to_row(replace(new, revision=current.revision + 1))
-        del row["id"]
+        values = update_values(new, current.revision + 1)
         wakes = new.state is not current.state and new.state in _WAITING_STATES
-        # Activity is recorded without a revision bump, so `new` may carry an
-        # older last_activity_time than the row: it only ever moves forward.
-        activity = row.pop("last_activity_time")
-        values: dict[str, Any] = dict(row)
-        if activity is not None:
-            stamp = literal(activity, UtcDateTime())
-            values["last_activity_time"] = case(
-                (
-                    or_(
-                        engines.c.last_activity_time.is_(None),
-                        engines.c.last_activity_time < stamp,
-                    ),
-                    stamp,
-                ),
-                else_=engines.c.last_activity_time,
-            )
 
         quota_owner = (
             new.owner
@@ -393,39 +297,16 @@ class SqlEngineStore(SqlTokens):
         )
 
         def transition(conn: Connection) -> Engine:
-            if quota_owner is not None and active_limit is not None:
-                check_quota(conn, quota_owner, active_limit)
-            stored = (
-                conn.execute(
-                    update(engines)
-                    .where(engines.c.id == current.id, engines.c.revision == current.revision)
-                    .values(values)
-                    .returning(*engines.c)
-                )
-                .mappings()
-                .first()
+            return update_engine(
+                conn,
+                current=current,
+                new=new,
+                values=values,
+                actor=actor,
+                quota_owner=quota_owner,
+                active_limit=active_limit,
+                notify=wakes and self._notify_in_database,
             )
-            if stored is None:
-                raise _conflict(conn, current, "update")
-            # The CAS matched, so the stored grants are current's: rewrite on change only.
-            if new.grants != current.grants:
-                conn.execute(delete(engine_grants).where(engine_grants.c.engine_id == current.id))
-                if new.grants:
-                    conn.execute(insert(engine_grants), grant_rows(current.id, new.grants))
-            if new.state is not current.state:
-                conn.execute(
-                    insert(engine_events).values(
-                        engine_id=current.id,
-                        time=row["update_time"],
-                        from_state=current.state.value,
-                        to_state=new.state.value,
-                        message=row["message"],
-                        actor=actor,
-                    )
-                )
-            if wakes:
-                self._announce(conn, current.id)
-            return engine_from_row(stored, new.grants)
 
         stored = await self._write("update an engine", transition)
         if wakes:
@@ -433,19 +314,7 @@ class SqlEngineStore(SqlTokens):
         return stored
 
     async def remove(self, *, current: Engine) -> None:
-        def remove(conn: Connection) -> None:
-            result = conn.execute(
-                delete(engines).where(
-                    engines.c.id == current.id, engines.c.revision == current.revision
-                )
-            )
-            if result.rowcount != 1:
-                raise _conflict(conn, current, "remove")
-            # ON DELETE CASCADE does this too; explicit so no event outlives its engine.
-            conn.execute(delete(engine_events).where(engine_events.c.engine_id == current.id))
-            conn.execute(delete(engine_grants).where(engine_grants.c.engine_id == current.id))
-
-        await self._write("remove an engine", remove)
+        await self._write("remove an engine", lambda conn: delete_engine(conn, current))
 
     async def due(self, *, platform: str, now: datetime, limit: int) -> builtins.list[Engine]:
         if limit < 0:
@@ -475,43 +344,13 @@ class SqlEngineStore(SqlTokens):
                 .where(engine_events.c.engine_id == engine_id)
                 .order_by(engine_events.c.seq)
             ).mappings()
-            return [
-                EngineEvent(
-                    engine_id=row["engine_id"],
-                    time=row["time"],
-                    from_state=None
-                    if row["from_state"] is None
-                    else EngineState(row["from_state"]),
-                    to_state=EngineState(row["to_state"]),
-                    message=row["message"],
-                    actor=row["actor"],
-                )
-                for row in rows
-            ]
+            return [event_from_row(row) for row in rows]
 
         return await self._read("read engine events", events)
 
     async def record_activity(self, *, engine_id: EngineId, at: datetime) -> None:
-        # Only ever moves forward: activity reported out of order never
-        # makes an engine look idle for longer than it is.
         at = utc(at, "at")
-
-        def record(conn: Connection) -> None:
-            conn.execute(
-                update(engines)
-                .where(
-                    engines.c.id == engine_id,
-                    or_(
-                        engines.c.last_activity_time.is_(None),
-                        engines.c.last_activity_time < at,
-                    ),
-                )
-                .values(last_activity_time=at)
-            )
-            if conn.scalar(select(engines.c.id).where(engines.c.id == engine_id)) is None:
-                raise EngineNotFound(engine_id)
-
-        await self._write("record engine activity", record)
+        await self._write("record engine activity", lambda conn: move_activity(conn, engine_id, at))
 
     def changes(self) -> AsyncIterator[EngineId]:
         """Ids of engines that now wait for a monitor: a wake-up hint only.
@@ -528,40 +367,3 @@ class SqlEngineStore(SqlTokens):
 
     async def ping(self) -> None:
         await self._read("answer a ping", lambda conn: conn.execute(text("SELECT 1")).all())
-
-
-# --- operations' building blocks -----------------------------------------------
-
-
-def _schema_is_current(conn: Connection) -> bool:
-    if not inspect(conn).has_table(VERSION_TABLE):
-        return False
-    versions = conn.scalars(select(column("version_num", String)).select_from(table(VERSION_TABLE)))
-    return list(versions) == [SCHEMA_REVISION]
-
-
-def _conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:
-    now = engine_by_id(conn, current.id)
-    if now is None:
-        why = "it was removed"
-    else:
-        why = f"it is now at revision {now.revision} in state {now.state.value}"
-    return StoreConflict(
-        f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
-        current=now,
-    )
-
-
-def _is_unique_violation(error: IntegrityError) -> bool:
-    text_ = str(getattr(error, "orig", None) or error).lower()
-    # PostgreSQL: "duplicate key value violates unique constraint";
-    # SQLite: "UNIQUE constraint failed".
-    return "unique constraint" in text_ or "duplicate key" in text_
-
-
-def _reason(error: BaseException) -> str:
-    """A short cause without SQL text or parameters."""
-    cause: BaseException = getattr(error, "orig", None) or error
-    text_ = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    name = type(cause).__name__
-    return f"{name}: {text_}" if text_ else name
