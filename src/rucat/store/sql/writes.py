@@ -25,6 +25,7 @@ from sqlalchemy import Connection, case, delete, insert, literal, or_, select, t
 from rucat.domain.engine import Engine, EngineId
 from rucat.domain.errors import EngineNotFound, StoreConflict
 from rucat.store.changes import CHANNEL
+from rucat.store.conflicts import lost_race
 from rucat.store.sql.access import check_quota
 from rucat.store.sql.schema import (
     UtcDateTime,
@@ -195,12 +196,4 @@ def move_activity(conn: Connection, engine_id: EngineId, at: datetime) -> None:
 
 def conflict(conn: Connection, current: Engine, doing: str) -> StoreConflict:
     """The StoreConflict of a compare-and-set on `current` that matched nothing."""
-    now = engine_by_id(conn, current.id)
-    if now is None:
-        why = "it was removed"
-    else:
-        why = f"it is now at revision {now.revision} in state {now.state.value}"
-    return StoreConflict(
-        f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
-        current=now,
-    )
+    return lost_race(current, engine_by_id(conn, current.id), doing)

@@ -59,6 +59,7 @@ from rucat.domain.errors import (
 from rucat.domain.quota import counts_anew
 from rucat.domain.state import LEASE_FALLBACK, STABLE_STATES, EngineState
 from rucat.store.changes import ChangeFeed
+from rucat.store.conflicts import lost_race
 from rucat.store.surreal import queries
 from rucat.store.surreal.connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -265,15 +266,7 @@ class SurrealEngineStore(SurrealTokens):
         raise await self._conflict(current, "update")
 
     async def _conflict(self, current: Engine, doing: str) -> StoreConflict:
-        now = await self._find(current.id)
-        if now is None:
-            why = "it was removed"
-        else:
-            why = f"it is now at revision {now.revision} in state {now.state.value}"
-        return StoreConflict(
-            f"cannot {doing} engine {current.id} at revision {current.revision}: {why}",
-            current=now,
-        )
+        return lost_race(current, await self._find(current.id), doing)
 
     async def remove(self, *, current: Engine) -> None:
         (gone,) = await self._db.run(
