@@ -10,6 +10,7 @@ stays out of every command line and environment, and what a `kill -9` says.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -80,6 +81,17 @@ def groups_naming(e: Engine, *, supervisors: bool = False) -> set[int]:
     shows its parent's command line, but never has a group of its own."""
     stats = (proc.read_stat(pid) for pid in processes_naming(e, supervisors=supervisors))
     return {s.pgrp for s in stats if s is not None}
+
+
+def described(pids: list[int]) -> str:
+    """pid, group, state and argv of each process, for a failure message."""
+    lines = []
+    for pid in pids:
+        stat = proc.read_stat(pid)
+        with contextlib.suppress(OSError):
+            argv = proc_file(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace")
+            lines.append(f"{pid} {stat}: {argv[:300]}")
+    return "\n".join(lines)
 
 
 def proc_file(pid: int, what: str) -> bytes:
@@ -277,7 +289,8 @@ async def test_concurrent_starts_from_two_monitors_start_one_engine(
     )
     try:
         await asyncio.gather(first.start(engine=e), second.start(engine=e), first.start(engine=e))
-        assert len(groups_naming(e, supervisors=True)) == 1
+        supervisors = groups_naming(e, supervisors=True)
+        assert len(supervisors) == 1, described(processes_naming(e, supervisors=True))
         await eventually(lambda: running(e), timeout=30, what="the fake engine")
         assert len(groups_naming(e)) == 1
     finally:
