@@ -39,10 +39,12 @@ class FakeUi:
 
     port: int
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)  # each request's client
 
 
 class _Handler(BaseHTTPRequestHandler):
     ui: FakeUi
+    protocol_version = "HTTP/1.1"  # keep-alive, as Spark's Jetty
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
@@ -61,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.ui.seen.append((self.path, dict(self.headers.items())))  # type: ignore[attr-defined]
+        self.server.ui.peers.append(self.client_address[:2])  # type: ignore[attr-defined]
         own = f"http://127.0.0.1:{self.server.server_address[1]}"
         path = self.path
         if path == "/":  # Spark's root: an absolute redirect without the proxyBase
@@ -177,6 +180,17 @@ async def test_pages_assets_and_the_rest_api_come_through_under_the_prefix(
         "/static/spark.css",
         "/big",
     ]
+
+
+async def test_a_page_and_its_assets_reach_the_driver_over_one_kept_alive_connection(
+    users_api: Api, platform: LocalPlatform, fake_ui: FakeUi, tmp_path: Path
+) -> None:
+    engine_id = await running_engine(users_api, platform, fake_ui, tmp_path)
+    base = f"/engine/{engine_id}/sparkui"
+    for path in ("/jobs/", "/static/spark.css", "/api/v1/applications"):
+        assert (await users_api.client.get(f"{base}{path}")).status_code == 200
+    assert len(fake_ui.peers) == 3
+    assert len(set(fake_ui.peers)) == 1, fake_ui.peers
 
 
 async def test_redirects_stay_under_the_prefix(

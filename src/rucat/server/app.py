@@ -38,7 +38,7 @@ from rucat.server.routes.operations import operations_router
 from rucat.server.routes.permissions import permission_router
 from rucat.server.routes.pools import pool_router
 from rucat.server.routes.tokens import token_router
-from rucat.server.sparkui import sparkui_router
+from rucat.server.sparkui import Upstreams, sparkui_router
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server")
@@ -60,6 +60,7 @@ def create_app(
     auto_stops: Callable[[], int] | None = None,
     trigger_wait: TriggerWait = TRIGGER_WAIT,
     connect_port: int | None = None,
+    sparkui_upstreams: Upstreams | None = None,
 ) -> FastAPI:
     """The REST API over `store`. `notify(engine_id)` runs after every successful write.
 
@@ -69,6 +70,8 @@ def create_app(
     `trigger_wait`: how STOP and RESTART wait for a monitor to leave a trigger state.
     `connect_port`: the port the proxy actually bound (when config.connect_port
     is 0), shown in engine info's connect_url.
+    `sparkui_upstreams`: the client the Spark UI proxy reaches drivers with (the
+    caller closes it; default: one of this app's own, closed with the process).
     """
     app = FastAPI(
         title="Rucat",
@@ -148,7 +151,7 @@ def create_app(
         pool_router(pools),
         permission_router(store=store),
         token_router(store=store, clock=clock, responses=token_errors),
-        sparkui_router(store=store, platform=platform),
+        sparkui_router(store=store, platform=platform, upstreams=sparkui_upstreams or Upstreams()),
         console,
         operations_router(store=store, metrics=metrics, clock=clock),
     ]

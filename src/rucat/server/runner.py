@@ -31,6 +31,7 @@ from rucat.server.connections import (
     guarded_protocol,
 )
 from rucat.server.proxy import start_proxy
+from rucat.server.sparkui import Upstreams
 from rucat.store import EngineStore
 
 log = logging.getLogger("rucat.server")
@@ -90,6 +91,7 @@ async def serve(
     )
     if proxy is not None and on_proxy_started is not None:
         on_proxy_started(proxy.port)
+    upstreams = Upstreams()
     try:
         app = create_app(
             config,
@@ -100,9 +102,11 @@ async def serve(
             auto_starts=(lambda: proxy.auto_starts) if proxy is not None else None,
             auto_stops=auto_stops,
             connect_port=proxy.port if proxy is not None else None,
+            sparkui_upstreams=upstreams,
         )
         await _serve_rest(config, app=app, on_started=on_started)
     finally:
+        await upstreams.aclose()
         if proxy is not None:
             await proxy.close()
 

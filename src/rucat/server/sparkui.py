@@ -28,6 +28,7 @@ Invariants (hostile input):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -86,6 +87,45 @@ _DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"set-cookie", "set-cookie2", "www-auth
 
 #: Connecting to a driver is fast or never; its pages may take a while to render.
 TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
+#: Idle connections kept to drivers: a page's assets follow it within a second.
+#: No bound on open ones: the REST server's max_connections bounds the callers.
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=32, keepalive_expiry=5.0)
+
+
+class Upstreams:
+    """The one HTTP client every driver's UI is reached with, so that a page's
+    assets reuse its connection instead of a new client and connect each.
+
+    Made at the first request, in the event loop that serves it (a client's
+    connections belong to one loop); `aclose()` when the server stops.
+    `transport`: how httpx reaches the drivers (default: the network).
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # Plain HTTP only, so no TLS context: loading the CA bundle for one
+            # would cost ~30 ms of CPU (measured here), more than a page's proxying.
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=TIMEOUT,
+                limits=LIMITS,
+                trust_env=False,
+                follow_redirects=False,
+                verify=False,  # noqa: S501 (never used: the URL is always http://)
+            )
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
 
 def is_sparkui_path(path: str) -> bool:
@@ -186,12 +226,10 @@ def sparkui_router(
     *,
     store: EngineStore,
     platform: Platform | None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    upstreams: Upstreams,
 ) -> APIRouter:
-    """GET and HEAD of ``/engine/{engine_id}/sparkui`` and everything under it.
-
-    `transport`: how httpx reaches the drivers (default: the network).
-    """
+    """GET and HEAD of ``/engine/{engine_id}/sparkui`` and everything under it,
+    reaching the drivers with `upstreams`."""
     router = APIRouter(tags=["engines"])
 
     async def target(request: Request, engine_id: str) -> tuple[Engine, str, int]:
@@ -245,30 +283,20 @@ def sparkui_router(
         if query:
             url = url.copy_with(query=query)
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        # Plain HTTP only, so no TLS context: loading the CA bundle for one would
-        # cost ~30 ms of CPU per request (measured here), more than the proxying.
-        client = httpx.AsyncClient(
-            transport=transport,
-            timeout=TIMEOUT,
-            trust_env=False,
-            follow_redirects=False,
-            verify=False,  # noqa: S501 (never used: the URL is always http://)
-        )
+        client = upstreams.client()
         try:
             upstream = await client.send(
                 client.build_request(request.method, url, headers=_request_headers(request)),
                 stream=True,
             )
         except httpx.HTTPError as e:
-            await client.aclose()
             log.warning("Spark UI of engine %s at %s did not answer: %r", engine.id, authority, e)
             raise HTTPException(
                 502, f"the Spark UI of engine {engine.id} does not answer: {type(e).__name__}"
             ) from e
 
         async def close() -> None:
-            await upstream.aclose()
-            await client.aclose()
+            await upstream.aclose()  # back to the pool, or closed if unfinished
 
         try:
             headers = _response_headers(
