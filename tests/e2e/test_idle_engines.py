@@ -1,15 +1,21 @@
-"""Auto-stop and auto-start with a real engine: a pyspark query gets its result.
+"""Auto-stop and auto-start with real engines: a pyspark query gets its result,
+and a query longer than the auto-stop time is never cut.
 
-A real `rucat up` process, a real Spark Connect engine on the local platform,
-pyspark through Rucat's proxy. The engine gets a short auto-stop (0.1
-minutes), so it is stopped within seconds when idle. Busy tracking (a long
-call is never cut; either of two servers keeps an engine busy) needs no
-Spark: it runs on fake engines in test_monitor_on_fake_engines.py.
+A real `rucat up` process, real Spark Connect engines on the local platform,
+pyspark through Rucat's proxy. Engines get a short auto-stop (0.1 minutes),
+so an idle one is stopped within seconds. The long query is gated by a file:
+its UDF runs until the test creates it, so the query lasts as long as the test
+needs, whatever the machine's load. The rest of busy tracking (either of two
+servers keeps an engine busy; a killed server's call stops counting) runs on
+fake engines in test_monitor_on_fake_engines.py.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,8 @@ FAST: dict[str, Any] = {
     "auto_stop": {"busy_refresh_secs": 1},
 }
 START_TIMEOUT = 240
+#: Long enough that an idle engine with AUTO_STOP would have been stopped twice over.
+PAST_AUTO_STOP_SECS = 15
 ERROR_STATES = {"ErrorWaitToClean", "ErrorTriggerClean", "ErrorCleanInProgress", "ErrorClean"}
 
 
@@ -68,6 +76,55 @@ def session(connect_port: int, engine_id: str) -> Any:
 
     url = f"sc://localhost:{connect_port}/;x-rucat-engine-id={engine_id}"
     return SparkSession.builder.remote(url).create()
+
+
+class GatedQuery:
+    """A pyspark query in a thread whose UDF runs until `release()`."""
+
+    def __init__(self, connect_port: int, engine_id: str, folder: Path) -> None:
+        self.started = folder / f"started-{engine_id}"
+        self.released = folder / f"released-{engine_id}"
+        self.outcome: list[Any] = []
+        self.spark = session(connect_port, engine_id)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 180
+        while not self.started.exists() and self._thread.is_alive():
+            assert time.monotonic() < deadline, "the query never started"
+            time.sleep(0.2)
+        assert self.started.exists(), f"the query failed: {self.outcome}"
+
+    def _run(self) -> None:
+        from pyspark.sql.functions import col, udf
+        from pyspark.sql.types import LongType
+
+        started, released = str(self.started), str(self.released)
+
+        @udf(LongType())
+        def gated(x: int) -> int:
+            import pathlib
+            import time
+
+            pathlib.Path(started).touch()
+            while not pathlib.Path(released).exists():
+                time.sleep(0.2)
+            return x * 2
+
+        try:
+            rows = self.spark.range(0, 3, 1, 1).select(gated(col("id")).alias("v")).collect()
+            self.outcome.append(sorted(r["v"] for r in rows))
+        except BaseException as e:
+            self.outcome.append(e)
+
+    def release(self) -> Any:
+        self.released.touch()
+        self._thread.join(120)
+        assert not self._thread.is_alive(), "the query did not end after its release"
+        return self.outcome[0]
+
+    def abandon(self) -> None:
+        self.released.touch()
+        self._thread.join(30)
 
 
 def _counter(metrics: str, name: str) -> float:
@@ -113,3 +170,28 @@ def test_an_idle_engine_is_auto_stopped_and_a_query_starts_it_again_and_gets_its
     assert _counter(metrics, "rucat_engine_auto_stops_total") >= 1
     assert _counter(metrics, "rucat_engine_auto_starts_total") >= 1
     client.post(f"/engine/{engine_id}/stop")
+
+
+def test_a_query_longer_than_the_auto_stop_is_never_cut_and_the_engine_stops_after_it(
+    up: tuple[httpx.Client, int, Path],
+) -> None:
+    client, connect_port, tmp = up
+    engine_id = create(client, "busy")
+    running(client, engine_id)
+    query = GatedQuery(connect_port, engine_id, tmp)
+    try:
+        time.sleep(PAST_AUTO_STOP_SECS)  # the query runs on: the engine is busy, not idle
+        info = client.get(f"/engine/{engine_id}").json()
+        assert info["state"] == "Running", info
+        assert not any(e["actor"] == "auto-stop" for e in events(client, engine_id))
+        released_at = datetime.now(UTC)
+        assert query.release() == [0, 2, 4]  # the whole result: the query was never cut
+    finally:
+        query.abandon()
+        query.spark.stop()
+
+    stopped = wait_state(client, engine_id, {"Terminated"} | ERROR_STATES, 120)
+    assert stopped["state"] == "Terminated", stopped
+    stop = next(e for e in events(client, engine_id) if e["actor"] == "auto-stop")
+    assert datetime.fromisoformat(stop["time"]) > released_at
+    assert engine_jvms(engine_id) == []
