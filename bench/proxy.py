@@ -145,7 +145,7 @@ def main() -> None:
         rows = args.mb * MB // ROW_BYTES
         direct_s: list[float] = []
         proxied_s: list[float] = []
-        _, cpu_before = proxy.stats()
+        transfer_rpcs_before, cpu_before = proxy.stats()
         for i in range(args.transfers):
             # Adjacent pairs, alternating which side goes first, so a change in
             # the machine's load hits both sides of a pair alike.
@@ -155,8 +155,12 @@ def main() -> None:
             else:
                 proxied_s.append(transfer(proxied, rows))
                 direct_s.append(transfer(direct, rows))
-        _, cpu_after = proxy.stats()
+        transfer_rpcs_after, cpu_after = proxy.stats()
         proxy_cpu_per_mb = (cpu_after - cpu_before) / (args.transfers * args.mb)
+        # pyspark answers every response of a stream with a ReleaseExecute (its
+        # reattach.py): a transfer is one stream and hundreds of unary RPCs.
+        transfer_rpcs = (transfer_rpcs_after - transfer_rpcs_before) / args.transfers
+        unary_share_per_mb = transfer_rpcs * cpu_per_rpc / args.mb
 
         d_med, p_med = statistics.median(direct_lat), statistics.median(proxied_lat)
         d_tp = args.mb / statistics.median(direct_s)
@@ -187,6 +191,10 @@ def main() -> None:
             f"{_verdict(proxy_cpu_per_mb <= MB_TARGET)}   "
             f"({100 * (cpu_after - cpu_before) / max(1e-9, sum(proxied_s)):.0f}% of a core "
             "while streaming)"
+        )
+        print(
+            f"  {transfer_rpcs:.0f} RPCs per toArrow() (its ReleaseExecutes): at the unary cost "
+            f"above, {unary_share_per_mb * 1000:.3f} ms of each MB's CPU"
         )
         print("  (the floor of a Python gRPC hop, without a JVM: uv run python bench/proxy_cpu.py)")
         direct.stop()
