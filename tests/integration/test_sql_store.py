@@ -33,6 +33,7 @@ from rucat.domain.engine import CreateEngineRequest, Engine, EngineType, new_eng
 from rucat.domain.errors import ConfigError, InvalidRequest, StoreUnavailable
 from rucat.domain.state import EngineState
 from rucat.store import EngineStore, open_store
+from rucat.store.sql.hot import is_closed, terminate_quietly
 from rucat.store.sql.schema import SCHEMA_REVISION, VERSION_TABLE, metadata
 from rucat.store.sql.store import SqlEngineStore
 from tests.support import free_port, require_postgres
@@ -419,6 +420,25 @@ async def test_postgres_store_recovers_when_the_server_drops_its_connections(
         assert moved.revision == 1
     finally:
         await store.close()
+
+
+async def test_a_connection_asyncpg_gave_back_to_its_pool_counts_as_closed_and_ends_quietly(
+    server: PostgresServer,
+) -> None:
+    # asyncpg gives a connection that closes back to its pool by itself, which
+    # detaches the proxy the hot path holds: CI once saw the read's error handler
+    # fail on it ("released back to the pool") instead of retrying the read.
+    pool = await asyncpg.create_pool(server.uri("postgres"), min_size=0, max_size=1)
+    try:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        with pytest.raises(asyncpg.InterfaceError):
+            conn.is_closed()  # what the handler called
+        assert is_closed(conn)
+        terminate_quietly(conn)
+        assert await pool.fetchval("SELECT 1") == 1  # the pool's connection lives on
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

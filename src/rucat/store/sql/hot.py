@@ -25,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -140,7 +141,7 @@ class PostgresHotPath:
             except _DROPPED as e:
                 # The pool replaces a terminated connection; the others are
                 # most likely dead too.
-                conn.terminate()
+                terminate_quietly(conn)
                 await self._pool.expire_connections()
                 await self._on_dropped()
                 if attempt == 1 or not retry:
@@ -148,10 +149,27 @@ class PostgresHotPath:
                         raise asyncpg.InterfaceError(f"connection lost: {e}") from e
                     raise
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                if conn.is_closed():  # lost while the statement ran
+                if is_closed(conn):  # lost while the statement ran
                     await self._pool.expire_connections()
                     await self._on_dropped()
                 raise
             finally:
                 await self._pool.release(conn)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# asyncpg hands a connection that closes back to its pool by itself, which
+# detaches the proxy we hold: every call on it then raises InterfaceError
+# ("released back to the pool"). A detached connection is closed already.
+
+
+def terminate_quietly(conn: Any) -> None:
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+def is_closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
