@@ -19,6 +19,8 @@ from tests.support import free_port
 
 RUCAT = str(Path(sys.executable).parent / "rucat")
 SPARK = {"name": "cli", "engine_type": "Spark", "version": "4.0.1", "configs": {}}
+#: Never part of an engine id (lowercase letters and digits): no log line holds it by chance.
+TOKEN = "Secret-Token-42"
 
 
 def _config(tmp_path: Path, **fields: Any) -> Path:
@@ -42,7 +44,7 @@ def _clean_env() -> dict[str, str]:
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    config = _config(tmp_path, auth_provider={"StaticAuthProviderConfig": {"bearer_token": "tk"}})
+    config = _config(tmp_path, auth_provider={"StaticAuthProviderConfig": {"bearer_token": TOKEN}})
     argv = [RUCAT, "server", "--config-path", str(config), "--port", str(port)]
     proc = subprocess.Popen(
         [*argv, "--log-format", "json"],
@@ -74,7 +76,7 @@ def test_rucat_server_serves_the_api_logs_json_and_stops_on_sigterm(
     server_process: tuple[subprocess.Popen[str], str],
 ) -> None:
     proc, url = server_process
-    headers = {"Authorization": "Bearer tk"}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.get(f"{url}/engines", timeout=10).status_code == 401
     created = httpx.post(f"{url}/engine", json=SPARK, headers=headers, timeout=10)
     assert created.status_code == 200, created.text
@@ -93,7 +95,7 @@ def test_rucat_server_serves_the_api_logs_json_and_stops_on_sigterm(
         ("GET", "/engine/{engine_id}", 200),
     ]
     assert all("duration_ms" in r for r in access)
-    assert "tk" not in json.dumps([r for r in records if r["logger"] == "rucat.access"])
+    assert TOKEN not in json.dumps([r for r in records if r["logger"] == "rucat.access"])
     assert any(r["message"] == f"engine {engine_id} created" for r in records)
 
 
